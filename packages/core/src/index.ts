@@ -1,0 +1,7 @@
+export type { Clock, Timer } from "./clock.js";
+export { ManualClock, systemClock } from "./clock.js";
+export { errorMessage, isKproxyError, KproxyError } from "./errors.js";
+export type { FlagSpec, FlagType, FlagValue, FlagValues } from "./flags.js";
+export type { ConsoleLoggerOptions, LogFields, Logger, LogLevel } from "./logger.js";
+export { createLogger, silentLogger } from "./logger.js";
+export { redactFields, redactHeaders, SECRET_HEADERS } from "./redact.js";
