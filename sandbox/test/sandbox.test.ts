@@ -1,0 +1,117 @@
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Sandbox, startSandbox, WORKLOADS } from "../src/index.js";
+
+const run = promisify(execFile);
+const KUBECTL = "/usr/bin/kubectl";
+const hasKubectl = existsSync(KUBECTL);
+if (!hasKubectl) console.warn("SKIPPING kubectl checks of the sandbox: /usr/bin/kubectl is absent");
+
+describe("sandbox", () => {
+  let dir: string;
+  let sandbox: Sandbox;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "kproxy-sandbox-"));
+    sandbox = await startSandbox({ dir, podSubnet: 91 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await sandbox?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("runs one local HTTP server per pod, each on its own loopback IP", async () => {
+    const expected = WORKLOADS.reduce((n, w) => n + w.replicas, 0);
+    expect(sandbox.backends).toHaveLength(expected);
+    expect(new Set(sandbox.backends.map((b) => b.ip)).size).toBe(expected);
+    const b = sandbox.backends[0]!;
+    const res = await fetch(`http://${b.ip}:${b.port}/info?x=1`);
+    const body = (await res.json()) as { pod: string; path: string; query: string };
+    expect(body).toMatchObject({ pod: b.pod, path: "/info", query: "?x=1" });
+  });
+
+  it.skipIf(!hasKubectl)(
+    "is a cluster the real kubectl can use: services, ready endpoints, exec",
+    async () => {
+      const kc = sandbox.kubeconfigPath;
+      const svc = await run(KUBECTL, ["--kubeconfig", kc, "get", "svc", "web", "-o", "json"]);
+      const service = JSON.parse(svc.stdout);
+      expect(service.spec.clusterIP).toMatch(/^10\.96\./);
+      const slices = await run(KUBECTL, [
+        "--kubeconfig",
+        kc,
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "json",
+      ]);
+      const addresses = JSON.parse(slices.stdout)
+        .items.flatMap((s: { endpoints: { addresses: string[] }[] }) =>
+          s.endpoints.flatMap((e) => e.addresses),
+        )
+        .sort();
+      const webIps = sandbox.backends
+        .filter((b) => b.pod.startsWith("web-"))
+        .map((b) => b.ip)
+        .sort();
+      expect(addresses).toEqual(webIps);
+      const exec = await run(KUBECTL, ["--kubeconfig", kc, "exec", "web-0", "--", "echo", "hello"]);
+      expect(exec.stdout).toBe("hello\n");
+    },
+    60_000,
+  );
+});
+
+describe("sandbox CLI", () => {
+  it("prints what to try, and stops cleanly on SIGINT", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kproxy-sandbox-cli-"));
+    try {
+      const child = spawn(
+        process.execPath,
+        [join(import.meta.dirname, "../dist/cli.js"), "--dir", dir, "--pod-subnet", "92"],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let out = "";
+      child.stdout.on("data", (d) => {
+        out += d;
+      });
+      const started = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 30_000);
+        child.stdout.on("data", () => {
+          if (out.includes("Ctrl-C stops everything")) {
+            clearTimeout(timer);
+            resolve(true);
+          }
+        });
+        child.once("exit", () => resolve(false));
+      });
+      expect(started, out).toBe(true);
+      expect(out).toContain(`kubeconfig   ${join(dir, "kubeconfig")}`);
+      expect(out).toContain("kubectl get svc");
+      const code = await new Promise<number | null>((resolve) => {
+        child.once("exit", (c) => resolve(c));
+        child.kill("SIGINT");
+      });
+      expect(code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("rejects a bad flag with a one-line error and exit 1", async () => {
+    const err = await run(process.execPath, [join(import.meta.dirname, "../dist/cli.js"), "--bogus"]).catch(
+      (e) => e,
+    );
+    expect(err.code).toBe(1);
+    expect(err.stderr).toBe("error: unknown flag: --bogus\n");
+  });
+});
