@@ -1,0 +1,603 @@
+import { lstat, unlink } from "node:fs/promises";
+import * as http from "node:http";
+import * as https from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { ConnectionOptions as TlsConnectionOptions } from "node:tls";
+import { KproxyError, type Logger, silentLogger } from "@kproxy/core";
+import {
+  appendForwardedFor,
+  buildUpstreamHeaders,
+  type FlatHeaders,
+  type ForwardRequest,
+  forwardHttp,
+  requestBody,
+  tunnelUpgrade,
+  writeRawResponse,
+} from "@kproxy/transport";
+import { hexEscapeNonAscii, htmlEscape, splitHostPort, validHostHeader } from "./gourl.js";
+import { type FilterRules, normalizePrefix, type Route, Router } from "./routing.js";
+import { serveStatic } from "./static.js";
+
+/**
+ * What kubectl-proxy needs from a cluster connection; @kproxy/kubeconfig's ClusterConnection
+ * satisfies it.
+ */
+export interface UpstreamConnection {
+  readonly server: URL;
+  readonly serverPath: string;
+  readonly hostHeader: string;
+  readonly isTLS: boolean;
+  dispatcher(): Promise<ForwardRequest["dispatcher"]>;
+  tlsOptions(): Promise<TlsConnectionOptions>;
+  applyAuth(headers: Record<string, string | string[] | undefined>): Promise<void>;
+  /** Called after an upstream 401 so that exec-plugin and token-file credentials are refreshed. */
+  invalidateCredentials?(): void;
+}
+
+/** One line of the access log. Never contains credentials. */
+export interface AccessLogEntry {
+  time: string;
+  client: string;
+  method: string;
+  /** Request path; query values of secret-looking parameters are redacted. */
+  path: string;
+  status: number;
+  /** Response bytes received from the API server (before decompression). */
+  bytes: number;
+  durationMs: number;
+  upgrade: boolean;
+  error?: string;
+}
+
+export interface KubectlProxyOptions {
+  connection: UpstreamConnection;
+  /** TCP port; 0 picks a free one. Default 8001. */
+  port?: number;
+  /** Bind address as for kubectl's --address (IPv6 in brackets). Default "127.0.0.1". */
+  address?: string;
+  /** Listen on this Unix socket instead of TCP. */
+  unixSocket?: string;
+  /** Default "/". */
+  apiPrefix?: string;
+  /** Static file directory (--www). */
+  www?: string;
+  /** Default "/static/". */
+  wwwPrefix?: string;
+  /** The request filter; undefined disables it (--disable-filter). */
+  filter: FilterRules | undefined;
+  /** --keepalive for upgrade connections, in ms (0: 15 s default, negative: off). */
+  keepaliveMs?: number;
+  /** --append-server-path. */
+  appendServerPath?: boolean;
+  /** --disable-compression: do not ask the API server for gzip on the client's behalf. */
+  disableCompression?: boolean;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Max request head size; larger heads get 431. Default 1 MiB (Go's DefaultMaxHeaderBytes). */
+  maxHeaderBytes?: number;
+  /** User-Agent sent upstream when the client sends none. */
+  userAgent?: string;
+  logger?: Logger;
+  accessLog?: (entry: AccessLogEntry) => void;
+}
+
+const TEXT_HEADERS = {
+  "Content-Type": "text/plain; charset=utf-8",
+  "X-Content-Type-Options": "nosniff",
+} as const;
+/** Writes a complete small response with Content-Length, as Go's server does for short bodies. */
+function sendLocal(
+  res: http.ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  body: string,
+  head = false,
+): void {
+  res.writeHead(status, { ...headers, "Content-Length": String(Buffer.byteLength(body)) });
+  res.end(head ? undefined : body);
+}
+
+const SECRET_QUERY = /^(access_token|token|password|secret|client_secret|api_key|apikey|key)$/i;
+
+function redactQuery(pathAndQuery: string): string {
+  const q = pathAndQuery.indexOf("?");
+  if (q < 0) return pathAndQuery;
+  const parts = pathAndQuery
+    .slice(q + 1)
+    .split("&")
+    .map((kv) => {
+      const eq = kv.indexOf("=");
+      const key = eq < 0 ? kv : kv.slice(0, eq);
+      return eq >= 0 && SECRET_QUERY.test(decodeURIComponentSafe(key)) ? `${key}=<redacted>` : kv;
+    });
+  return `${pathAndQuery.slice(0, q)}?${parts.join("&")}`;
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function clientIpOf(socket: Socket | Duplex | null | undefined): string | undefined {
+  const address = (socket as Socket | undefined)?.remoteAddress;
+  if (address === undefined || address === "") return undefined;
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
+/** Go's `l.Addr().String()` for a Node address. */
+function formatAddress(info: AddressInfo | string | null, wildcard: boolean): string {
+  if (info === null) return "";
+  if (typeof info === "string") return info;
+  if (wildcard) return `[::]:${info.port}`;
+  return info.family === "IPv6" ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
+}
+
+function listenError(err: unknown, network: string, where: string): KproxyError {
+  const code = (err as { code?: string }).code;
+  const reason =
+    code === "EADDRINUSE"
+      ? "bind: address already in use"
+      : code === "EACCES"
+        ? "bind: permission denied"
+        : code === "EADDRNOTAVAIL"
+          ? "bind: cannot assign requested address"
+          : code === "ENOTFOUND" || code === "EAI_AGAIN"
+            ? "no such host"
+            : err instanceof Error
+              ? err.message
+              : String(err);
+  return new KproxyError("LISTEN_FAILED", `listen ${network} ${where}: ${reason}`, { cause: err });
+}
+
+/** A running kubectl-proxy server. */
+export class KubectlProxy {
+  private readonly server: http.Server;
+  private readonly router: Router;
+  private readonly logger: Logger;
+  private readonly upgraded = new Set<Duplex>();
+  private readonly inflight = new Set<http.ServerResponse>();
+  private addressText = "";
+  private closing: Promise<void> | undefined;
+  private dispatcherPromise: Promise<ForwardRequest["dispatcher"]> | undefined;
+  private readonly origin: string;
+  private readonly target: string;
+  private readonly userAgent: string;
+
+  constructor(private readonly options: KubectlProxyOptions) {
+    const apiPrefix = normalizePrefix(options.apiPrefix ?? "/");
+    const wwwPrefix =
+      options.www !== undefined && options.www !== ""
+        ? normalizePrefix(options.wwwPrefix ?? "/static/")
+        : undefined;
+    if (wwwPrefix !== undefined && wwwPrefix === apiPrefix) {
+      throw new KproxyError(
+        "FLAG_INVALID",
+        `--www-prefix and --api-prefix are both ${apiPrefix}; they must differ`,
+      );
+    }
+    const server = options.connection.server;
+    this.origin = server.origin;
+    this.target =
+      server.port !== "" ? server.host : `${server.host}:${server.protocol === "https:" ? 443 : 80}`;
+    this.router = new Router({
+      apiPrefix,
+      wwwPrefix,
+      filter: options.filter,
+      serverPath: options.appendServerPath === true ? options.connection.serverPath : "",
+    });
+    this.logger = options.logger ?? silentLogger;
+    this.userAgent = options.userAgent ?? "kubectl-proxy";
+    const serverOptions: http.ServerOptions = {
+      maxHeaderSize: options.maxHeaderBytes ?? 1 << 20,
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: 0,
+      noDelay: true,
+      requireHostHeader: true,
+    };
+    this.server =
+      options.tls !== undefined
+        ? https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key })
+        : http.createServer(serverOptions);
+    this.server.on("request", (req, res) => this.onRequest(req, res));
+    this.server.on("upgrade", (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.server.on("connect", (_req, socket: Duplex) => {
+      writeRawResponse(socket, 404, TEXT_HEADERS, "404 page not found\n");
+    });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+      const status = tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request";
+      socket.end(
+        `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${status}`,
+      );
+    });
+  }
+
+  /** The address as kubectl prints it: "127.0.0.1:8001", "[::]:8001" or the socket path. */
+  get address(): string {
+    return this.addressText;
+  }
+
+  /** The TCP port (0 for a Unix socket). */
+  get port(): number {
+    const info = this.server.address();
+    return info !== null && typeof info === "object" ? info.port : 0;
+  }
+
+  /** Starts listening; resolves with the address. Throws KproxyError("LISTEN_FAILED"). */
+  async listen(): Promise<string> {
+    const { unixSocket } = this.options;
+    if (unixSocket !== undefined && unixSocket !== "") {
+      const existing = await lstat(unixSocket).catch(() => undefined);
+      if (existing?.isSocket()) await unlink(unixSocket).catch(() => {});
+      const oldMask = process.umask(0o077);
+      try {
+        await this.listenOn({ path: unixSocket }, "unix", unixSocket);
+      } finally {
+        process.umask(oldMask);
+      }
+      this.addressText = unixSocket;
+      return unixSocket;
+    }
+    const address = this.options.address ?? "127.0.0.1";
+    const port = this.options.port ?? 8001;
+    const hostport = `${address}:${port}`;
+    const split = splitHostPort(hostport);
+    if (split === undefined) {
+      const reason =
+        address.includes(":") && !address.startsWith("[")
+          ? "too many colons in address"
+          : "missing port in address";
+      throw new KproxyError("LISTEN_FAILED", `listen tcp: address ${hostport}: ${reason}`);
+    }
+    const wildcard = split.host === "" || split.host === "0.0.0.0" || split.host === "::";
+    const host = wildcard ? "::" : split.host;
+    try {
+      await this.listenOn({ host, port, ipv6Only: false }, "tcp", hostport);
+    } catch (err) {
+      if (wildcard && (err as { code?: string }).code === "EAFNOSUPPORT") {
+        await this.listenOn({ host: "0.0.0.0", port }, "tcp", hostport);
+      } else throw err;
+    }
+    this.addressText = formatAddress(this.server.address(), wildcard);
+    return this.addressText;
+  }
+
+  private listenOn(
+    opts: { path?: string; host?: string; port?: number; ipv6Only?: boolean },
+    network: string,
+    where: string,
+  ) {
+    return new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => {
+        this.server.off("listening", onListening);
+        reject(listenError(err, network, where));
+      };
+      const onListening = () => {
+        this.server.off("error", onError);
+        resolve();
+      };
+      this.server.once("error", onError);
+      this.server.once("listening", onListening);
+      this.server.listen(opts);
+    });
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, let in-flight requests finish for up to `graceMs`, then
+   * cut what is left (upgraded tunnels and watches included) and remove the Unix socket.
+   */
+  close(graceMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      const deadline = Date.now() + graceMs;
+      while ((this.inflight.size > 0 || this.upgraded.size > 0) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+        this.server.closeIdleConnections();
+      }
+      for (const socket of this.upgraded) socket.destroy();
+      this.server.closeAllConnections();
+      await closed;
+      const { unixSocket } = this.options;
+      if (unixSocket !== undefined && unixSocket !== "") {
+        const st = await lstat(unixSocket).catch(() => undefined);
+        if (st?.isSocket()) await unlink(unixSocket).catch(() => {});
+      }
+    })();
+    return this.closing;
+  }
+
+  private dispatcher(): Promise<ForwardRequest["dispatcher"]> {
+    this.dispatcherPromise ??= this.options.connection.dispatcher();
+    return this.dispatcherPromise;
+  }
+
+  private routeOf(req: http.IncomingMessage): Route | { kind: "bad-host"; message: string } {
+    const host = req.headers.host;
+    if (host !== undefined) {
+      let count = 0;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        if (
+          (req.rawHeaders[i] as string).length === 4 &&
+          (req.rawHeaders[i] as string).toLowerCase() === "host"
+        )
+          count++;
+      }
+      if (count > 1) return { kind: "bad-host", message: "too many Host headers" };
+      if (!validHostHeader(host)) return { kind: "bad-host", message: "malformed Host header" };
+    }
+    return this.router.route(req.method ?? "GET", req.url ?? "/", host);
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const started = performance.now();
+    const route = this.routeOf(req);
+    const method = req.method ?? "GET";
+    switch (route.kind) {
+      case "proxy":
+        this.inflight.add(res);
+        this.proxy(req, res, route.upstreamPath, started).finally(() => this.inflight.delete(res));
+        return;
+      case "static":
+        this.inflight.add(res);
+        serveStatic(this.options.www as string, route.path, route.rawQuery, req, res)
+          .catch((err) => {
+            if (!res.headersSent) {
+              res.writeHead(500, TEXT_HEADERS);
+              res.end("500 Internal Server Error\n");
+            } else res.destroy(err);
+          })
+          .finally(() => {
+            this.inflight.delete(res);
+            this.log(req, res.statusCode, 0, started, false);
+          });
+        return;
+      default:
+        this.answerLocally(route, method, req, res);
+        this.log(req, res.statusCode, 0, started, false);
+    }
+  }
+
+  private answerLocally(
+    route: Exclude<Route, { kind: "proxy" | "static" }> | { kind: "bad-host"; message: string },
+    method: string,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+  ): void {
+    switch (route.kind) {
+      case "bad-request":
+      case "bad-host": {
+        const text = route.kind === "bad-host" ? `400 Bad Request: ${route.message}` : "400 Bad Request";
+        sendLocal(res, 400, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }, text);
+        return;
+      }
+      case "options-star":
+        res.writeHead(400, { Connection: "close", "Content-Length": "0" });
+        res.end();
+        return;
+      case "redirect": {
+        const headers: Record<string, string> = { Location: hexEscapeNonAscii(route.location) };
+        if (method === "GET" || method === "HEAD") headers["Content-Type"] = "text/html; charset=utf-8";
+        sendLocal(
+          res,
+          301,
+          headers,
+          method === "GET" ? `<a href="${htmlEscape(route.location)}">Moved Permanently</a>.\n\n` : "",
+        );
+        return;
+      }
+      case "not-found":
+        sendLocal(res, 404, TEXT_HEADERS, "404 page not found\n", method === "HEAD");
+        return;
+      case "forbidden":
+        this.logger.debug(`Filter rejecting ${method} ${route.path} ${route.host}`);
+        sendLocal(res, 403, TEXT_HEADERS, "Forbidden\n", method === "HEAD");
+        return;
+    }
+    void req;
+  }
+
+  /** kubectl's responder: 500, plain text, the Go-style error and a newline. */
+  private readonly respondError = (error: KproxyError, res: http.ServerResponse) => {
+    this.logger.error(`Error while proxying request: ${error.message}`);
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    sendLocal(res, 500, TEXT_HEADERS, `${error.message}\n`);
+  };
+
+  private async addCredentials(flat: FlatHeaders): Promise<void> {
+    const conn = this.options.connection;
+    if (!conn.isTLS) return;
+    const probe: Record<string, string | string[] | undefined> = {};
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = (flat[i] as string).toLowerCase();
+      if (name === "authorization" || name.startsWith("impersonate-")) probe[name] = flat[i + 1];
+    }
+    const before = new Set(Object.keys(probe));
+    await conn.applyAuth(probe);
+    for (const [name, value] of Object.entries(probe)) {
+      if (before.has(name.toLowerCase()) || value === undefined) continue;
+      if (Array.isArray(value)) for (const v of value) flat.push(name, v);
+      else flat.push(name, value);
+    }
+  }
+
+  private async proxy(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    upstreamPath: string,
+    started: number,
+  ) {
+    const method = req.method ?? "GET";
+    const conn = this.options.connection;
+    let status = 0;
+    let bytes = 0;
+    let error: string | undefined;
+    try {
+      const up = buildUpstreamHeaders(req.rawHeaders, method, {
+        host: conn.hostHeader,
+        clientIp: this.options.unixSocket ? undefined : clientIpOf(req.socket),
+        requestGzip: this.options.disableCompression !== true,
+      });
+      if (!up.has("user-agent")) up.headers.push("User-Agent", this.userAgent);
+      await this.addCredentials(up.headers);
+      const result = await forwardHttp(
+        {
+          dispatcher: await this.dispatcher(),
+          origin: this.origin,
+          target: this.target,
+          method,
+          path: upstreamPath,
+          headers: up.headers,
+          body: requestBody(req),
+          requestedGzip: up.requestedGzip,
+          onError: this.respondError,
+        },
+        res,
+      );
+      status = result.status;
+      if (status === 401) conn.invalidateCredentials?.();
+      bytes = result.upstreamBytes;
+      if (result.error !== undefined) error = result.error.message;
+      else if (result.clientAborted) error = "client disconnected";
+    } catch (err) {
+      const kerr =
+        err instanceof KproxyError
+          ? err
+          : new KproxyError("PROXY_FAILED", err instanceof Error ? err.message : String(err), { cause: err });
+      error = kerr.message;
+      this.respondError(kerr, res);
+      status = res.statusCode;
+    }
+    this.log(req, status, bytes, started, false, error);
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const started = performance.now();
+    socket.on("error", () => {});
+    const route = this.routeOf(req);
+    const method = req.method ?? "GET";
+    if (route.kind !== "proxy") {
+      // Answer as the mux/filter would, on the raw connection.
+      let status = 400;
+      let body = "400 Bad Request";
+      let headers: Record<string, string> = { "Content-Type": "text/plain; charset=utf-8" };
+      if (route.kind === "forbidden") {
+        this.logger.debug(`Filter rejecting ${method} ${route.path} ${route.host}`);
+        [status, body, headers] = [403, "Forbidden\n", { ...TEXT_HEADERS }];
+      } else if (route.kind === "not-found" || route.kind === "static") {
+        [status, body, headers] = [404, "404 page not found\n", { ...TEXT_HEADERS }];
+      } else if (route.kind === "redirect") {
+        status = 301;
+        headers = { Location: hexEscapeNonAscii(route.location) };
+        body = "";
+      } else if (route.kind === "bad-host") body = `400 Bad Request: ${route.message}`;
+      writeRawResponse(socket, status, headers, body);
+      this.log(req, status, 0, started, true);
+      return;
+    }
+    this.upgraded.add(socket);
+    socket.once("close", () => this.upgraded.delete(socket));
+    void this.tunnel(req, socket, head, route.upstreamPath, started);
+  }
+
+  private async tunnel(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    upstreamPath: string,
+    started: number,
+  ) {
+    const conn = this.options.connection;
+    const method = req.method ?? "GET";
+    // The upgrade path clones every header (no hop-by-hop stripping), sets Host and X-Forwarded-For.
+    const flat: FlatHeaders = ["Host", conn.hostHeader];
+    let xff: string[] | undefined;
+    let hasUserAgent = false;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i] as string;
+      const lower = name.toLowerCase();
+      if (lower === "host") continue;
+      if (lower === "x-forwarded-for") {
+        xff ??= [];
+        xff.push(req.rawHeaders[i + 1] as string);
+        continue;
+      }
+      if (lower === "user-agent") hasUserAgent = true;
+      flat.push(name, req.rawHeaders[i + 1] as string);
+    }
+    const ip = this.options.unixSocket ? undefined : clientIpOf(socket);
+    if (ip !== undefined) flat.push("X-Forwarded-For", appendForwardedFor(xff, ip));
+    else if (xff !== undefined) for (const v of xff) flat.push("X-Forwarded-For", v);
+    if (!hasUserAgent) flat.push("User-Agent", this.userAgent);
+    let result: Awaited<ReturnType<typeof tunnelUpgrade>>;
+    try {
+      await this.addCredentials(flat);
+      const server = conn.server;
+      const hostname = server.hostname.startsWith("[") ? server.hostname.slice(1, -1) : server.hostname;
+      const port = server.port !== "" ? Number(server.port) : server.protocol === "https:" ? 443 : 80;
+      result = await tunnelUpgrade({
+        client: socket,
+        head,
+        method,
+        path: upstreamPath,
+        headers: flat,
+        target: this.target,
+        dial: {
+          host: hostname,
+          port,
+          ...(conn.isTLS ? { tls: await conn.tlsOptions() } : {}),
+          keepAliveMs: this.options.keepaliveMs ?? 0,
+        },
+        onError: (error, client) => {
+          this.logger.error(`Error while proxying request: ${error.message}`);
+          writeRawResponse(client, 500, TEXT_HEADERS, `${error.message}\n`);
+        },
+      });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.logger.error(`Error while proxying request: ${message}`);
+      writeRawResponse(socket, 500, TEXT_HEADERS, `${message}\n`);
+      this.log(req, 500, 0, started, true, message);
+      return;
+    }
+    const status =
+      result.error !== undefined && result.status !== 101 && result.status < 400 ? 500 : result.status;
+    this.log(req, status, result.bytesDown, started, true, result.error?.message);
+  }
+
+  private log(
+    req: http.IncomingMessage,
+    status: number,
+    bytes: number,
+    started: number,
+    upgrade: boolean,
+    error?: string,
+  ): void {
+    const sink = this.options.accessLog;
+    if (sink === undefined) return;
+    const entry: AccessLogEntry = {
+      time: new Date().toISOString(),
+      client: this.options.unixSocket ? "@" : (clientIpOf(req.socket) ?? "-"),
+      method: req.method ?? "",
+      path: redactQuery(req.url ?? ""),
+      status,
+      bytes,
+      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      upgrade,
+    };
+    if (error !== undefined) entry.error = error;
+    sink(entry);
+  }
+}
