@@ -5,3 +5,11 @@ export type { FlagSpec, FlagType, FlagValue, FlagValues } from "./flags.js";
 export type { ConsoleLoggerOptions, LogFields, Logger, LogLevel } from "./logger.js";
 export { createLogger, silentLogger } from "./logger.js";
 export { redactFields, redactHeaders, SECRET_HEADERS } from "./redact.js";
+export type {
+  AddressType,
+  Endpoint,
+  EndpointSet,
+  EndpointTargetRef,
+  Protocol,
+  ServicePortName,
+} from "./vocabulary.js";
