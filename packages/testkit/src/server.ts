@@ -416,7 +416,13 @@ export class TestApiServer {
           handler,
         ) as unknown as Server)
       : createHttpServer(handler);
-    server.on(this.tls ? "secureConnection" : "connection", (s: Socket) => {
+    // Track raw TCP sockets (for HTTPS too, so a handshake still under way is covered), and refuse
+    // any connection that arrives once stop() has begun.
+    server.on("connection", (s: Socket) => {
+      if (this.server !== server) {
+        s.destroy();
+        return;
+      }
       this.sockets.add(s);
       s.on("close", () => this.sockets.delete(s));
     });
