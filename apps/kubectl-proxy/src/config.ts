@@ -115,6 +115,12 @@ export const PROXY_FLAGS: readonly FlagSpec[] = Object.freeze([
     default: 10_000,
     help: "kproxy: on SIGTERM/SIGINT, how long in-flight requests may take to finish.",
   },
+  {
+    name: "workers",
+    type: "int",
+    default: 0,
+    help: "kproxy: threads serving the port (SO_REUSEPORT, the kernel balances connections); 0 picks min(2, available CPUs), 1 serves from the main thread. A Unix socket is always served by one thread.",
+  },
   { name: "v", short: "v", type: "int", default: 0, help: "number for the log level verbosity" },
 ] satisfies FlagSpec[]);
 
@@ -135,6 +141,8 @@ export interface ProxyConfig {
   tls: { cert: Buffer; key: Buffer } | undefined;
   accessLog: string | undefined;
   shutdownTimeoutMs: number;
+  /** --workers: 0 = automatic. */
+  workers: number;
   verbosity: number;
   /** Warnings kubectl prints on stderr at startup. */
   warnings: string[];
@@ -167,6 +175,10 @@ export function proxyConfigFromFlags(flags: FlagValues): ProxyConfig {
   }
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new KproxyError("FLAG_INVALID", `invalid port ${port}: must be between 0 and 65535`);
+  }
+  const workers = n(flags, "workers");
+  if (!Number.isInteger(workers) || workers < 0 || workers > 256) {
+    throw new KproxyError("FLAG_INVALID", `invalid --workers ${workers}: must be between 0 and 256`);
   }
   const warnings: string[] = [];
   const disableFilter = b(flags, "disable-filter");
@@ -216,6 +228,7 @@ export function proxyConfigFromFlags(flags: FlagValues): ProxyConfig {
     tls,
     accessLog: s(flags, "access-log") || undefined,
     shutdownTimeoutMs: n(flags, "shutdown-timeout"),
+    workers,
     verbosity: n(flags, "v"),
     warnings,
   };

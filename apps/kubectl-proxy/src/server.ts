@@ -33,6 +33,12 @@ export interface UpstreamConnection {
   applyAuth(headers: Record<string, string | string[] | undefined>): Promise<void>;
   /** Called after an upstream 401 so that exec-plugin and token-file credentials are refreshed. */
   invalidateCredentials?(): void;
+  /**
+   * The headers applyAuth would add to a request without Authorization and Impersonate-* headers,
+   * when they never change (flat name/value list); undefined when they can. Lets the hot path skip
+   * applyAuth.
+   */
+  staticCredentials?(): readonly string[] | undefined;
 }
 
 /** One line of the access log. Never contains credentials. */
@@ -56,6 +62,11 @@ export interface KubectlProxyOptions {
   port?: number;
   /** Bind address as for kubectl's --address (IPv6 in brackets). Default "127.0.0.1". */
   address?: string;
+  /**
+   * Share the TCP port with other listeners (SO_REUSEPORT: the kernel balances connections among
+   * them): how kubectl-proxy's serving threads listen together. Default false.
+   */
+  reusePort?: boolean;
   /** Listen on this Unix socket instead of TCP. */
   unixSocket?: string;
   /** Default "/". */
@@ -163,6 +174,8 @@ export class KubectlProxy {
   private addressText = "";
   private closing: Promise<void> | undefined;
   private dispatcherPromise: Promise<ForwardRequest["dispatcher"]> | undefined;
+  /** The dispatcher once resolved: the hot path does not await it again. */
+  private dispatcherValue: ForwardRequest["dispatcher"] | undefined;
   private readonly origin: string;
   private readonly target: string;
   private readonly userAgent: string;
@@ -260,11 +273,12 @@ export class KubectlProxy {
     }
     const wildcard = split.host === "" || split.host === "0.0.0.0" || split.host === "::";
     const host = wildcard ? "::" : split.host;
+    const reusePort = this.options.reusePort === true;
     try {
-      await this.listenOn({ host, port, ipv6Only: false }, "tcp", hostport);
+      await this.listenOn({ host, port, ipv6Only: false, reusePort }, "tcp", hostport);
     } catch (err) {
       if (wildcard && (err as { code?: string }).code === "EAFNOSUPPORT") {
-        await this.listenOn({ host: "0.0.0.0", port }, "tcp", hostport);
+        await this.listenOn({ host: "0.0.0.0", port, reusePort }, "tcp", hostport);
       } else throw err;
     }
     this.addressText = formatAddress(this.server.address(), wildcard);
@@ -272,7 +286,7 @@ export class KubectlProxy {
   }
 
   private listenOn(
-    opts: { path?: string; host?: string; port?: number; ipv6Only?: boolean },
+    opts: { path?: string; host?: string; port?: number; ipv6Only?: boolean; reusePort?: boolean },
     network: string,
     where: string,
   ) {
@@ -317,7 +331,10 @@ export class KubectlProxy {
   }
 
   private dispatcher(): Promise<ForwardRequest["dispatcher"]> {
-    this.dispatcherPromise ??= this.options.connection.dispatcher();
+    this.dispatcherPromise ??= this.options.connection.dispatcher().then((d) => {
+      this.dispatcherValue = d;
+      return d;
+    });
     return this.dispatcherPromise;
   }
 
@@ -416,9 +433,34 @@ export class KubectlProxy {
     sendLocal(res, 500, TEXT_HEADERS, `${error.message}\n`);
   };
 
-  private async addCredentials(flat: FlatHeaders): Promise<void> {
+  /** Adds the connection's credentials; synchronous (no promise) when they are static. */
+  private addCredentials(flat: FlatHeaders): Promise<void> | undefined {
     const conn = this.options.connection;
-    if (!conn.isTLS) return;
+    if (!conn.isTLS) return undefined;
+    let carriesAuth = false;
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = flat[i] as string;
+      const c = name.charCodeAt(0) | 0x20;
+      if (
+        (c === 0x61 /* a */ && name.length === 13 && name.toLowerCase() === "authorization") ||
+        (c === 0x69 /* i */ && name.length >= 12 && name.toLowerCase().startsWith("impersonate-"))
+      ) {
+        carriesAuth = true;
+        break;
+      }
+    }
+    if (!carriesAuth) {
+      const fixed = conn.staticCredentials?.();
+      if (fixed !== undefined) {
+        for (let i = 0; i < fixed.length; i++) flat.push(fixed[i] as string);
+        return undefined;
+      }
+    }
+    return this.applyAuthTo(flat);
+  }
+
+  private async applyAuthTo(flat: FlatHeaders): Promise<void> {
+    const conn = this.options.connection;
     const probe: Record<string, string | string[] | undefined> = {};
     for (let i = 0; i < flat.length; i += 2) {
       const name = (flat[i] as string).toLowerCase();
@@ -451,10 +493,11 @@ export class KubectlProxy {
         requestGzip: this.options.disableCompression !== true,
       });
       if (!up.has("user-agent")) up.headers.push("User-Agent", this.userAgent);
-      await this.addCredentials(up.headers);
+      const pending = this.addCredentials(up.headers);
+      if (pending !== undefined) await pending;
       const result = await forwardHttp(
         {
-          dispatcher: await this.dispatcher(),
+          dispatcher: this.dispatcherValue ?? (await this.dispatcher()),
           origin: this.origin,
           target: this.target,
           method,

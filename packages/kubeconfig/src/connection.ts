@@ -27,6 +27,11 @@ export interface LoadConnectionOptions extends ConnectionOptions {
   tokenFileCacheMs?: number;
   /** An exec plugin that runs longer is killed (default 60 s). */
   execTimeoutMs?: number;
+  /**
+   * Offer HTTP/2 to the API server (ALPN) on the dispatcher. Default false: undici's HTTP/1.1
+   * keep-alive pool costs about half the CPU per request of its HTTP/2 client.
+   */
+  http2?: boolean;
 }
 
 export interface ClusterConnection {
@@ -46,7 +51,10 @@ export interface ClusterConnection {
   readonly requestTimeoutMs: number | undefined;
   /** --disable-compression or the cluster's disable-compression. */
   readonly disableCompression: boolean;
-  /** client-node KubeConfig with all overrides applied (for informers/API clients). */
+  /**
+   * client-node KubeConfig with all overrides applied (for informers/API clients). Built on first
+   * access: @kubernetes/client-node is only loaded by programs that use it.
+   */
   readonly kubeConfig: KubeConfig;
   /** undici Dispatcher for the API server with exactly the TLS settings and proxy-url; cached. */
   dispatcher(): Promise<Dispatcher>;
@@ -56,6 +64,13 @@ export interface ClusterConnection {
   applyAuth(headers: Record<string, string | string[] | undefined>): Promise<void>;
   /** Call after an upstream 401: the next applyAuth re-runs the exec plugin and re-reads the token file. */
   invalidateCredentials(): void;
+  /**
+   * For hot paths: the headers applyAuth adds to a request that carries no Authorization and no
+   * Impersonate-* header, as a flat name/value list, when they never change (a token or basic auth
+   * from the kubeconfig or flags, impersonation; empty for a non-TLS server). Undefined when they
+   * can change (token file, exec plugin): call applyAuth.
+   */
+  staticCredentials(): readonly string[] | undefined;
   close(): Promise<void>;
 }
 
@@ -232,6 +247,7 @@ function buildDispatcher(
   cluster: ResolvedCluster,
   env: NodeJS.ProcessEnv,
   isTLS: boolean,
+  http2: boolean,
 ): Dispatcher {
   const connect = isTLS ? tls : undefined;
   if (cluster.proxyUrl) {
@@ -251,6 +267,7 @@ function buildDispatcher(
     proxy.password = "";
     return new ProxyAgent({
       uri: proxy.toString(),
+      allowH2: http2,
       ...(token ? { token } : {}),
       ...(connect ? { requestTls: connect } : {}),
     });
@@ -263,13 +280,14 @@ function buildDispatcher(
       .filter(Boolean)
       .join(",");
     return new EnvHttpProxyAgent({
+      allowH2: http2,
       httpProxy,
       httpsProxy,
       noProxy,
       ...(connect ? { connect, requestTls: connect } : {}),
     });
   }
-  return new Agent(connect ? { connect } : {});
+  return new Agent({ ...(connect ? { connect } : {}), allowH2: http2 });
 }
 
 type TlsConnectOptions = {
@@ -298,6 +316,8 @@ function validateProxyUrl(proxyUrl: string | undefined): void {
   }
 }
 
+const STATIC_NONE: readonly string[] = Object.freeze([]);
+
 class Connection implements ClusterConnection {
   readonly server: URL;
   readonly serverPath: string;
@@ -308,8 +328,8 @@ class Connection implements ClusterConnection {
   readonly namespace: string;
   readonly requestTimeoutMs: number | undefined;
   readonly disableCompression: boolean;
-  readonly kubeConfig: KubeConfig;
 
+  private readonly makeKubeConfig: () => KubeConfig;
   private readonly cluster: ResolvedCluster;
   private readonly env: NodeJS.ProcessEnv;
   private readonly logger: Logger;
@@ -321,6 +341,8 @@ class Connection implements ClusterConnection {
   private current: { dispatcher: Dispatcher; certKey: string | undefined } | undefined;
   private dispatcherPromise: Promise<Dispatcher> | undefined;
   private closed = false;
+  private readonly http2: boolean;
+  private staticFlat: readonly string[] | undefined;
 
   constructor(resolved: ResolvedConfig, opts: LoadConnectionOptions, env: NodeJS.ProcessEnv, logger: Logger) {
     const { cluster, user } = resolved;
@@ -338,7 +360,8 @@ class Connection implements ClusterConnection {
     this.namespace = resolved.namespace;
     this.requestTimeoutMs = resolved.requestTimeoutMs;
     this.disableCompression = cluster.disableCompression;
-    this.kubeConfig = resolved.kubeConfig;
+    this.makeKubeConfig = resolved.kubeConfig;
+    this.http2 = opts.http2 === true;
     validateProxyUrl(cluster.proxyUrl);
     validateUser(user, resolved.contextName ?? "the user");
 
@@ -394,6 +417,10 @@ class Connection implements ClusterConnection {
     }
   }
 
+  get kubeConfig(): KubeConfig {
+    return this.makeKubeConfig();
+  }
+
   async applyAuth(headers: Record<string, string | string[] | undefined>): Promise<void> {
     if (!this.isTLS) return;
     if (!hasHeader(headers, "authorization")) {
@@ -413,6 +440,21 @@ class Connection implements ClusterConnection {
         if (!hasHeader(headers, k)) headers[k] = Array.isArray(v) ? [...v] : v;
       }
     }
+  }
+
+  staticCredentials(): readonly string[] | undefined {
+    if (!this.isTLS) return STATIC_NONE;
+    if (this.tokenFile !== undefined || this.exec !== undefined) return undefined;
+    if (this.staticFlat === undefined) {
+      const flat: string[] = [];
+      if (this.staticAuthorization !== undefined) flat.push("authorization", this.staticAuthorization);
+      for (const [k, v] of Object.entries(this.impersonation ?? {})) {
+        if (Array.isArray(v)) for (const x of v) flat.push(k, x);
+        else flat.push(k, v);
+      }
+      this.staticFlat = Object.freeze(flat);
+    }
+    return this.staticFlat;
   }
 
   invalidateCredentials(): void {
@@ -462,7 +504,7 @@ class Connection implements ClusterConnection {
     if (material.cert) connect.cert = material.cert;
     if (material.key) connect.key = material.key;
     if (material.servername) connect.servername = material.servername;
-    const dispatcher = buildDispatcher(connect, this.cluster, this.env, this.isTLS);
+    const dispatcher = buildDispatcher(connect, this.cluster, this.env, this.isTLS, this.http2);
     const old = this.current;
     this.current = { dispatcher, certKey };
     if (old) {

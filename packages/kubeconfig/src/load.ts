@@ -1,10 +1,10 @@
 import { readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import * as path from "node:path";
 import type { Logger } from "@kproxy/core";
 import { errorMessage, KproxyError } from "@kproxy/core";
-import type { Cluster, Context, User } from "@kubernetes/client-node";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { Cluster, Context, KubeConfig, User } from "@kubernetes/client-node";
 import { load as parseYaml } from "js-yaml";
 import type { ConnectionOptions } from "./flags.js";
 
@@ -59,7 +59,11 @@ export interface ResolvedConfig {
   requestTimeoutMs: number | undefined;
   cluster: ResolvedCluster;
   user: ResolvedUser;
-  kubeConfig: KubeConfig;
+  /**
+   * Builds the client-node KubeConfig. @kubernetes/client-node is loaded on the first call only:
+   * importing it costs ~60 MiB of RSS, which a proxy that never lists or watches should not pay.
+   */
+  kubeConfig: () => KubeConfig;
 }
 
 export interface LoadInput extends ConnectionOptions {
@@ -196,7 +200,70 @@ function parseExtra(v: unknown): Record<string, string[]> {
   return out;
 }
 
-/** Parses one file with client-node (after YAML decoding), collecting the fields client-node drops. */
+/** `v[key]` when v is a mapping. */
+function field(v: unknown, key: string): unknown {
+  return isRecord(v) ? v[key] : undefined;
+}
+
+function absoluteIn(dir: string, file: unknown): unknown {
+  return typeof file === "string" && file !== "" && !path.isAbsolute(file) ? path.join(dir, file) : file;
+}
+
+/** client-node's clusterIterator (THROW on invalid entries) followed by makePathsAbsolute. */
+function toCluster(elt: unknown, i: number, dir: string): Cluster {
+  if (!field(elt, "name")) throw new Error(`clusters[${i}].name is missing`);
+  const c = field(elt, "cluster");
+  if (!c) throw new Error(`clusters[${i}].cluster is missing`);
+  const server = field(c, "server");
+  if (!server) throw new Error(`clusters[${i}].cluster.server is missing`);
+  return {
+    caData: field(c, "certificate-authority-data"),
+    caFile: absoluteIn(dir, field(c, "certificate-authority")),
+    name: field(elt, "name"),
+    server: String(server).replace(/\/$/, ""),
+    skipTLSVerify: field(c, "insecure-skip-tls-verify") === true,
+    tlsServerName: field(c, "tls-server-name"),
+    proxyUrl: field(c, "proxy-url"),
+  } as Cluster;
+}
+
+/** client-node's userIterator (token-file was removed beforehand) followed by makePathsAbsolute. */
+function toUser(elt: unknown, i: number, dir: string): User {
+  if (!field(elt, "name")) throw new Error(`users[${i}].name is missing`);
+  const u = field(elt, "user");
+  const get = (key: string) => (u ? field(u, key) : null);
+  const certFile = get("client-certificate");
+  const keyFile = get("client-key");
+  return {
+    authProvider: get("auth-provider"),
+    certData: get("client-certificate-data"),
+    certFile: certFile ? absoluteIn(dir, certFile) : certFile,
+    exec: get("exec"),
+    keyData: get("client-key-data"),
+    keyFile: keyFile ? absoluteIn(dir, keyFile) : keyFile,
+    name: field(elt, "name"),
+    token: u ? field(u, "token") || undefined : undefined,
+    password: get("password"),
+    username: get("username"),
+    impersonateUser: get("as"),
+  } as User;
+}
+
+/** client-node's contextIterator. */
+function toContext(elt: unknown, i: number): Context {
+  if (!field(elt, "name")) throw new Error(`contexts[${i}].name is missing`);
+  const c = field(elt, "context");
+  if (!c) throw new Error(`contexts[${i}].context is missing`);
+  if (!field(c, "cluster")) throw new Error(`contexts[${i}].context.cluster is missing`);
+  return {
+    cluster: field(c, "cluster"),
+    name: field(elt, "name"),
+    user: field(c, "user") || undefined,
+    namespace: field(c, "namespace") || undefined,
+  } as Context;
+}
+
+/** Parses one file into client-node's model (after YAML decoding), collecting the fields that model drops. */
 function loadOneFile(file: string, text: string, into: Merged): void {
   // kubectl accepts an empty (or comments-only) file; js-yaml 5 rejects it
   if (text.split(/\r?\n/).every((line) => /^\s*(#.*)?$/.test(line))) return;
@@ -245,18 +312,13 @@ function loadOneFile(file: string, text: string, into: Merged): void {
     const { "token-file": _dropped, ...user } = u.user;
     return { ...u, user };
   });
-  const kc = new KubeConfig();
+  // The same model and validation as client-node's KubeConfig.loadFromString + makePathsAbsolute,
+  // without loading client-node (see ResolvedConfig.kubeConfig).
+  const kc = { clusters: [] as Cluster[], users: [] as User[], contexts: [] as Context[] };
   try {
-    // JSON is YAML: client-node does the model validation (names, server, context.cluster…).
-    kc.loadFromString(
-      JSON.stringify({
-        clusters: clustersForClientNode,
-        users: usersForClientNode,
-        contexts: doc.contexts ?? [],
-        "current-context": doc["current-context"],
-      }),
-    );
-    kc.makePathsAbsolute(dir);
+    kc.clusters = clustersForClientNode.map((c, i) => toCluster(c, i, dir));
+    kc.users = usersForClientNode.map((u, i) => toUser(u, i, dir));
+    kc.contexts = ((doc.contexts as unknown[] | undefined) ?? []).map(toContext);
   } catch (err) {
     throw invalid(file, errorMessage(err), err);
   }
@@ -430,15 +492,29 @@ function inClusterPossible(input: LoadInput): boolean {
   }
 }
 
+const requireFromHere = createRequire(import.meta.url);
+
+/**
+ * A function that builds the client-node KubeConfig on its first call (and returns the same one
+ * after). client-node is ESM; Node ≥ 22.12 loads it synchronously with require().
+ */
 function buildKubeConfig(
   contexts: Context[],
   clusters: Cluster[],
   users: User[],
   currentContext: string,
-): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({ clusters, users, contexts, currentContext });
-  return kc;
+): () => KubeConfig {
+  let kc: KubeConfig | undefined;
+  return () => {
+    if (kc === undefined) {
+      const clientNode = requireFromHere(
+        "@kubernetes/client-node",
+      ) as typeof import("@kubernetes/client-node");
+      kc = new clientNode.KubeConfig();
+      kc.loadFromOptions({ clusters, users, contexts, currentContext });
+    }
+    return kc;
+  };
 }
 
 /** Resolves where the API server is and the credentials to use, like kubectl (see README). */
