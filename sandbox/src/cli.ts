@@ -7,6 +7,12 @@ const FLAGS: FlagSpec[] = [
   { name: "dir", type: "string", default: ".sandbox", help: "Directory for the kubeconfig and other files." },
   { name: "port", type: "int", default: 0, help: "Port of the fake API server (0 = any free port)." },
   {
+    name: "kubectl-proxy-port",
+    type: "int",
+    default: 8001,
+    help: "Port of kubectl-proxy (0 = any free port, -1 = do not start it).",
+  },
+  {
     name: "pod-subnet",
     type: "int",
     default: 10,
@@ -14,6 +20,8 @@ const FLAGS: FlagSpec[] = [
   },
   { name: "v", short: "v", type: "int", default: 0, help: "Log level: 0 warnings, 1 info, 2 debug." },
 ];
+
+const row = (label: string) => `  ${label.padEnd(15)}`;
 
 runMain(async () => {
   const flags = parseFlags(FLAGS, process.argv.slice(2));
@@ -31,6 +39,10 @@ runMain(async () => {
     dir: flags.values.dir as string,
     port: flags.values.port as number,
     podSubnet: flags.values["pod-subnet"] as number,
+    kubectlProxyPort:
+      (flags.values["kubectl-proxy-port"] as number) < 0
+        ? false
+        : (flags.values["kubectl-proxy-port"] as number),
     logger,
   });
   // Listen for Ctrl-C before saying that it works.
@@ -43,10 +55,13 @@ runMain(async () => {
     [
       "kproxy sandbox is running.",
       "",
-      `  API server   ${sandbox.apiServer.url}  (fake; HTTPS with its own CA)`,
-      `  kubeconfig   ${kc}`,
-      `  services     ${services}`,
-      `  pods         ${sandbox.backends.map((b) => `${b.namespace}/${b.pod}=${b.ip}:${b.port}`).join(" ")}`,
+      `${row("API server")}${sandbox.apiServer.url}  (fake; HTTPS with its own CA)`,
+      `${row("kubeconfig")}${kc}`,
+      `${row("services")}${services}`,
+      ...(sandbox.kubectlProxy
+        ? [`${row("kubectl-proxy")}${sandbox.kubectlProxy.url}  (like kubectl proxy: no credentials needed)`]
+        : []),
+      `${row("pods")}${sandbox.backends.map((b) => `${b.namespace}/${b.pod}=${b.ip}:${b.port}`).join(" ")}`,
       "",
       "Try:",
       `  export KUBECONFIG=${kc}`,
@@ -55,6 +70,7 @@ runMain(async () => {
       "  kubectl exec web-0 -- echo hello",
       "  kubectl port-forward pod/web-0 18080:8080   # then: curl localhost:18080/info",
       "  kubectl get pods -w                        # and in another shell: kubectl delete pod web-2",
+      ...(sandbox.kubectlProxy ? [`  curl ${sandbox.kubectlProxy.url}/api/v1/namespaces/demo/services`] : []),
       "",
       "Ctrl-C stops everything.",
       "",

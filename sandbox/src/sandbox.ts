@@ -2,6 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "@kproxy/core";
 import { TestApiServer } from "@kproxy/testkit";
+import { type AppProcess, appBinary, startApp } from "./apps.js";
 import { type PodBackend, startPodBackend } from "./endpoints.js";
 
 /** One workload of the sandbox: pods with the same labels, and the Service that selects them. */
@@ -44,6 +45,8 @@ export interface SandboxOptions {
   port?: number;
   /** First byte pattern of pod IPs: pods get 127.0.<subnet>.<n> (default 10). */
   podSubnet?: number;
+  /** Port for kubectl-proxy (0 = any free port; false = do not start it). */
+  kubectlProxyPort?: number | false;
   logger?: Logger;
 }
 
@@ -51,6 +54,8 @@ export interface Sandbox {
   apiServer: TestApiServer;
   kubeconfigPath: string;
   backends: PodBackend[];
+  /** kubectl-proxy in front of the API server, as `kubectl proxy` would be (plain HTTP on loopback). */
+  kubectlProxy: { url: string } | undefined;
   close(): Promise<void>;
 }
 
@@ -62,6 +67,12 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const backends: PodBackend[] = [];
   const podAddress = new Map<string, PodBackend>();
   let apiServer: TestApiServer | undefined;
+  const apps: AppProcess[] = [];
+  const stopAll = async () => {
+    await Promise.all(apps.map((a) => a.close()));
+    await apiServer?.close();
+    await Promise.all(backends.map((b) => b.close()));
+  };
   try {
     let n = 0;
     for (const w of WORKLOADS) {
@@ -155,19 +166,20 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     }
     const kubeconfigPath = join(dir, "kubeconfig");
     await writeFile(kubeconfigPath, apiServer.kubeconfig({ namespace: "demo" }), { mode: 0o600 });
-    const server = apiServer;
-    return {
-      apiServer: server,
-      kubeconfigPath,
-      backends,
-      async close() {
-        await server.close();
-        await Promise.all(backends.map((b) => b.close()));
-      },
-    };
+    let kubectlProxy: Sandbox["kubectlProxy"];
+    if (options.kubectlProxyPort !== false) {
+      const app = await startApp(
+        "kubectl-proxy",
+        appBinary("@kproxy/kubectl-proxy", "kubectl-proxy"),
+        [`--kubeconfig=${kubeconfigPath}`, `--port=${options.kubectlProxyPort ?? 0}`, "--workers=1"],
+        /^Starting to serve on (\S+)$/m,
+      );
+      apps.push(app);
+      kubectlProxy = { url: `http://${app.ready[1]}` };
+    }
+    return { apiServer, kubeconfigPath, backends, kubectlProxy, close: stopAll };
   } catch (err) {
-    await apiServer?.close();
-    await Promise.all(backends.map((b) => b.close()));
+    await stopAll();
     throw err;
   }
 }

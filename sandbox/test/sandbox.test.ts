@@ -67,6 +67,18 @@ describe("sandbox", () => {
     },
     60_000,
   );
+
+  it("serves the cluster through kubectl-proxy, without credentials, as kubectl proxy would", async () => {
+    expect(sandbox.kubectlProxy).toBeDefined();
+    const res = await fetch(`${sandbox.kubectlProxy!.url}/api/v1/namespaces/demo/services`);
+    expect(res.status).toBe(200);
+    const list = (await res.json()) as { items: { metadata: { name: string } }[] };
+    expect(list.items.map((s) => s.metadata.name).sort()).toEqual(["api", "web"]);
+    const denied = await fetch(`${sandbox.kubectlProxy!.url}/api/v1/namespaces/demo/pods/web-0/exec`, {
+      method: "POST",
+    });
+    expect(denied.status).toBe(403);
+  });
 });
 
 describe("sandbox CLI", () => {
@@ -75,7 +87,15 @@ describe("sandbox CLI", () => {
     try {
       const child = spawn(
         process.execPath,
-        [join(import.meta.dirname, "../dist/cli.js"), "--dir", dir, "--pod-subnet", "92"],
+        [
+          join(import.meta.dirname, "../dist/cli.js"),
+          "--dir",
+          dir,
+          "--pod-subnet",
+          "92",
+          "--kubectl-proxy-port",
+          "0",
+        ],
         {
           stdio: ["ignore", "pipe", "pipe"],
         },
@@ -95,7 +115,7 @@ describe("sandbox CLI", () => {
         child.once("exit", () => resolve(false));
       });
       expect(started, out).toBe(true);
-      expect(out).toContain(`kubeconfig   ${join(dir, "kubeconfig")}`);
+      expect(out).toMatch(new RegExp(`kubeconfig +${join(dir, "kubeconfig")}`));
       expect(out).toContain("kubectl get svc");
       const code = await new Promise<number | null>((resolve) => {
         child.once("exit", (c) => resolve(c));
