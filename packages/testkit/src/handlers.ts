@@ -5,6 +5,7 @@ import { apiGroup, apiGroupList, apiResourceList, apiVersions } from "./discover
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch } from "./patch.js";
 import { decodeKubernetesProtobuf } from "./protobuf.js";
 import { apiVersionOf, findByResource, type ResourceInfo } from "./resources.js";
+import type { Reviews, SubjectAccessReviewSpec } from "./reviews.js";
 import {
   type FieldRequirement,
   type LabelSelector,
@@ -34,6 +35,8 @@ export interface RestContext {
   bookmarkIntervalMs: number;
   /** Default watch timeout when the client gives no timeoutSeconds. */
   watchTimeoutMs: number;
+  /** Answers TokenReviews and SubjectAccessReviews. */
+  reviews?: Reviews;
 }
 
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -339,9 +342,13 @@ export async function handleRest(
     const metadata = { creationTimestamp: store.timestamp() };
     // No authorization in the test server: every authenticated user may do everything.
     const status =
-      r.kind === "SelfSubjectReview"
-        ? { userInfo: { username: user.username, groups: user.groups } }
-        : { allowed: true, reason: "the test API server allows every authenticated user" };
+      r.kind === "TokenReview" && ctx.reviews
+        ? await ctx.reviews.tokenReview(body as { spec?: { token?: unknown } })
+        : r.kind === "SubjectAccessReview" && ctx.reviews
+          ? await ctx.reviews.subjectAccessReview(body as { spec?: SubjectAccessReviewSpec })
+          : r.kind === "SelfSubjectReview"
+            ? { userInfo: { username: user.username, groups: user.groups } }
+            : { allowed: true, reason: "the test API server allows every authenticated user" };
     sendJson(res, 201, { apiVersion: apiVersionOf(r), kind: r.kind, metadata, spec: body.spec, status });
     return;
   }

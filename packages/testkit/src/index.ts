@@ -4,6 +4,15 @@ export type { CertificateAuthority, ClientCertOptions, KeyPair, ServerCertOption
 export { createCertificateAuthority } from "./pki.js";
 export type { ResourceInfo } from "./resources.js";
 export { RESOURCES } from "./resources.js";
+export type {
+  ReviewCounts,
+  ReviewUser,
+  SubjectAccessReviewAnswer,
+  SubjectAccessReviewSpec,
+  SubjectAuthorizer,
+  TokenReviewAnswer,
+  TokenReviewer,
+} from "./reviews.js";
 export { parseSeed } from "./seed.js";
 export { matchesLabels, parseLabelSelector } from "./selectors.js";
 export type {

@@ -22,6 +22,13 @@ import { openapiResponse } from "./openapi.js";
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch } from "./patch.js";
 import { type CertificateAuthority, createCertificateAuthority, type KeyPair } from "./pki.js";
 import { findByKind, RESOURCES, type ResourceInfo } from "./resources.js";
+import {
+  allowAll,
+  type ReviewCounts,
+  Reviews,
+  type SubjectAuthorizer,
+  type TokenReviewer,
+} from "./reviews.js";
 import { parseFieldSelector, parseLabelSelector } from "./selectors.js";
 import { ApiError, failureStatus, reasonForCode, type Status } from "./status.js";
 import { type DeleteOptions, type KObject, Store } from "./store.js";
@@ -69,6 +76,10 @@ export interface TestApiServerOptions {
   historyLimit?: number;
   /** Clock for timestamps and AGE columns; default Date.now. */
   now?: () => number;
+  /** Answers TokenReviews; default: the admin token and `tokens` authenticate. */
+  tokenReview?: TokenReviewer;
+  /** Answers SubjectAccessReviews; default: everything is allowed. */
+  authorizer?: SubjectAuthorizer;
 }
 
 export interface FailMatch {
@@ -125,6 +136,7 @@ export class TestApiServer {
   private readonly ips: IpAllocator;
   private readonly nodePorts: PortAllocator;
   private readonly now: () => number;
+  private readonly reviews: Reviews;
   private closed = false;
 
   private constructor(
@@ -146,6 +158,16 @@ export class TestApiServer {
     ]);
     for (const [t, u] of Object.entries(opts.tokens ?? {}))
       this.tokens.set(t, { username: u.user, groups: [...(u.groups ?? []), "system:authenticated"] });
+    this.reviews = new Reviews(
+      opts.tokenReview ??
+        ((token) => {
+          const u = this.tokens.get(token);
+          return u
+            ? { authenticated: true, user: { username: u.username, groups: u.groups } }
+            : { authenticated: false };
+        }),
+      opts.authorizer ?? allowAll,
+    );
     this.store = new Store({ now: this.now, historyLimit: opts.historyLimit });
     this.ips = new IpAllocator(opts.serviceCidr ?? "10.96.0.0/12");
     this.nodePorts = new PortAllocator(opts.nodePortRange ?? [30000, 32767]);
@@ -281,6 +303,23 @@ export class TestApiServer {
     opts: DeleteOptions = {},
   ): KObject {
     return this.store.delete(resourceFor(apiVersion, kind), namespace, name, opts);
+  }
+
+  // ------------------------------------------------------------ reviews
+
+  /** Decide TokenReviews (authentication.k8s.io/v1) with `fn` from now on. */
+  setTokenReview(fn: TokenReviewer): void {
+    this.reviews.tokenReviewer = fn;
+  }
+
+  /** Decide SubjectAccessReviews (authorization.k8s.io/v1) with `fn` from now on. */
+  setAuthorizer(fn: SubjectAuthorizer): void {
+    this.reviews.authorizer = fn;
+  }
+
+  /** How many TokenReviews and SubjectAccessReviews were answered so far. */
+  get reviewCounts(): Readonly<ReviewCounts> {
+    return { ...this.reviews.counts };
   }
 
   // ------------------------------------------------------------ faults
@@ -545,6 +584,7 @@ export class TestApiServer {
       },
       bookmarkIntervalMs: this.opts.bookmarkIntervalMs ?? 60_000,
       watchTimeoutMs: this.opts.watchTimeoutMs ?? 1_800_000,
+      reviews: this.reviews,
     };
   }
 

@@ -1,6 +1,16 @@
 export { type UpstreamErrorCode, upstreamError } from "./errors.js";
 export { type ForwardRequest, type ForwardResult, forwardHttp, requestBody } from "./forward.js";
 export {
+  cleanPath,
+  escapedPath,
+  escapeGoPath,
+  formatGoUrl,
+  type GoUrl,
+  joinPath,
+  joinPreservingTrailingSlash,
+  parseGoUrl,
+} from "./gourl.js";
+export {
   appendForwardedFor,
   buildUpstreamHeaders,
   connectionTokens,
@@ -12,6 +22,7 @@ export {
   type UpstreamHeaderOptions,
   type UpstreamHeaders,
 } from "./headers.js";
+export { HTML_URL_ATTRIBUTES, rewriteHtml } from "./html.js";
 export {
   type HttpProbeOptions,
   httpProbe,
@@ -36,6 +47,22 @@ export {
   type ReadProxyHeaderOptions,
   readProxyHeader,
 } from "./proxy-protocol.js";
+export {
+  CORS_RESPONSE_HEADERS,
+  forwardedUri,
+  isRewritableEncoding,
+  mediaTypeOf,
+  REWRITE_ERROR_CODES,
+  type RewriteContext,
+  RewritingDispatcher,
+  type RewritingOptions,
+  rewriteHtmlBody,
+  rewriteLink,
+  rewriteLocation,
+  rewriteUrl,
+  rewritingDispatcher,
+  stripCorsHeaders,
+} from "./rewrite.js";
 export {
   type DialOptions,
   dialTcp,
