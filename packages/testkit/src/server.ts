@@ -43,6 +43,13 @@ export interface TokenUser {
 }
 
 export interface TestApiServerOptions {
+  /**
+   * Start another API server of the same cluster: it shares the primary's objects, watches,
+   * allocators, tokens, reviews and CA, as replicas of kube-apiserver share etcd. Like real API
+   * servers it listens on the primary's port at its own address (`host`, e.g. "127.0.0.2"), and
+   * adds that address to the default/kubernetes Endpoints and EndpointSlice.
+   */
+  replicaOf?: TestApiServer;
   /** Serve HTTPS (default true) with a server certificate from `ca`. */
   tls?: boolean;
   /** Listen address; default "127.0.0.1". */
@@ -151,6 +158,17 @@ export class TestApiServer {
     this.currentPort = opts.port ?? 0;
     this.ca = ca;
     this.serverCert = serverCert;
+    const primary = opts.replicaOf;
+    if (primary) {
+      this.now = primary.now;
+      this.adminToken = primary.adminToken;
+      this.tokens = primary.tokens;
+      this.reviews = primary.reviews;
+      this.store = primary.store;
+      this.ips = primary.ips;
+      this.nodePorts = primary.nodePorts;
+      return;
+    }
     this.now = opts.now ?? Date.now;
     this.adminToken = opts.adminToken ?? randomBytes(24).toString("base64url");
     this.tokens = new Map([
@@ -177,6 +195,17 @@ export class TestApiServer {
 
   /** Start a server; resolves once it listens. */
   static async start(opts: TestApiServerOptions = {}): Promise<TestApiServer> {
+    const primary = opts.replicaOf;
+    if (primary) {
+      const host = opts.host ?? "127.0.0.1";
+      if (host === primary.host) {
+        throw new KproxyError(
+          "TESTKIT_REPLICA_ADDRESS",
+          `a replica needs its own address (API servers share one port): ${host} is the primary's; use e.g. 127.0.0.2`,
+        );
+      }
+      opts = { ...opts, tls: primary.tls, ca: primary.ca, port: opts.port ?? primary.port };
+    }
     const tls = opts.tls !== false;
     let ca = opts.ca;
     let cert: KeyPair | undefined;
@@ -191,6 +220,11 @@ export class TestApiServer {
       cert = await ca.issueServerCert({ dnsNames: dns, ips });
     }
     const s = new TestApiServer(opts, ca, cert);
+    if (primary) {
+      await s.listen();
+      s.addKubernetesEndpoint();
+      return s;
+    }
     s.bootstrap();
     await s.listen();
     s.bootstrapKubernetesService();
@@ -395,6 +429,37 @@ export class TestApiServer {
     }
   }
 
+  /** Adds this replica's address to default/kubernetes (Endpoints and EndpointSlice). */
+  private addKubernetesEndpoint(): void {
+    const address = this.advertiseAddress();
+    const epRes = findByKind("v1", "Endpoints")!;
+    const ep = this.store.tryGet(epRes, "default", "kubernetes") as
+      | (KObject & { subsets?: { addresses?: { ip: string }[] }[] })
+      | undefined;
+    const subset = ep?.subsets?.[0];
+    if (ep && subset && !subset.addresses?.some((a) => a.ip === address)) {
+      subset.addresses = [...(subset.addresses ?? []), { ip: address }];
+      this.store.update(epRes, "default", "kubernetes", ep);
+    }
+    const sliceRes = findByKind("discovery.k8s.io/v1", "EndpointSlice")!;
+    const slice = this.store.tryGet(sliceRes, "default", "kubernetes") as
+      | (KObject & { endpoints?: { addresses: string[] }[] })
+      | undefined;
+    if (slice && !slice.endpoints?.some((e) => e.addresses.includes(address))) {
+      slice.endpoints = [
+        ...(slice.endpoints ?? []),
+        { addresses: [address], conditions: { ready: true } } as never,
+      ];
+      this.store.update(sliceRes, "default", "kubernetes", slice);
+    }
+  }
+
+  private advertiseAddress(): string {
+    return this.host === "0.0.0.0" || this.host === "::" || this.host === "localhost"
+      ? "127.0.0.1"
+      : this.host;
+  }
+
   private bootstrapKubernetesService(): void {
     const svcRes = findByKind("v1", "Service")!;
     if (this.store.tryGet(svcRes, "default", "kubernetes")) return;
@@ -411,8 +476,7 @@ export class TestApiServer {
         ports: [{ name: "https", port: 443, protocol: "TCP", targetPort: this.currentPort }],
       },
     });
-    const address =
-      this.host === "0.0.0.0" || this.host === "::" || this.host === "localhost" ? "127.0.0.1" : this.host;
+    const address = this.advertiseAddress();
     this.store.create(findByKind("v1", "Endpoints")!, "default", {
       apiVersion: "v1",
       kind: "Endpoints",
