@@ -21,7 +21,7 @@ const FLAGS: FlagSpec[] = [
   { name: "v", short: "v", type: "int", default: 0, help: "Log level: 0 warnings, 1 info, 2 debug." },
 ];
 
-const row = (label: string) => `  ${label.padEnd(15)}`;
+const row = (label: string) => `  ${label.padEnd(17)}`;
 
 runMain(async () => {
   const flags = parseFlags(FLAGS, process.argv.slice(2));
@@ -61,6 +61,15 @@ runMain(async () => {
       ...(sandbox.kubectlProxy
         ? [`${row("kubectl-proxy")}${sandbox.kubectlProxy.url}  (like kubectl proxy: no credentials needed)`]
         : []),
+      ...(sandbox.frontLb
+        ? [
+            `${row("front-lb")}${sandbox.frontLb.url}  (in front of ${sandbox.apiServer.url} and its replica on 127.0.0.2)`,
+            `${row("front-lb stats")}${sandbox.frontLb.adminUrl}/stats`,
+          ]
+        : []),
+      ...(sandbox.apiserverProxy
+        ? [`${row("apiserver-proxy")}${sandbox.apiserverProxy.url}  (token and CA: see below)`]
+        : []),
       `${row("pods")}${sandbox.backends.map((b) => `${b.namespace}/${b.pod}=${b.ip}:${b.port}`).join(" ")}`,
       "",
       "Try:",
@@ -71,6 +80,15 @@ runMain(async () => {
       "  kubectl port-forward pod/web-0 18080:8080   # then: curl localhost:18080/info",
       "  kubectl get pods -w                        # and in another shell: kubectl delete pod web-2",
       ...(sandbox.kubectlProxy ? [`  curl ${sandbox.kubectlProxy.url}/api/v1/namespaces/demo/services`] : []),
+      ...(sandbox.frontLb
+        ? [`  kubectl --kubeconfig ${sandbox.frontLb.kubeconfigPath} get ns   # through front-lb`]
+        : []),
+      ...(sandbox.apiserverProxy
+        ? [
+            `  curl --cacert ${sandbox.apiserverProxy.caPath} -H "Authorization: Bearer $(cat ${sandbox.apiserverProxy.tokenPath})" \\`,
+            `       ${sandbox.apiserverProxy.url}/api/v1/namespaces/demo/services/web:http/proxy/`,
+          ]
+        : []),
       "",
       "Ctrl-C stops everything.",
       "",

@@ -1,6 +1,8 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { type RunningApiserverProxy, startApiserverProxy } from "@kproxy/apiserver-proxy";
 import type { Logger } from "@kproxy/core";
+import { type StartedFrontLb, startFrontLb } from "@kproxy/front-lb";
 import { TestApiServer } from "@kproxy/testkit";
 import { type AppProcess, appBinary, startApp } from "./apps.js";
 import { type PodBackend, startPodBackend } from "./endpoints.js";
@@ -47,6 +49,10 @@ export interface SandboxOptions {
   podSubnet?: number;
   /** Port for kubectl-proxy (0 = any free port; false = do not start it). */
   kubectlProxyPort?: number | false;
+  /** Start front-lb in front of two API servers of the cluster (default true). */
+  frontLb?: boolean;
+  /** Start apiserver-proxy, the authenticated bastion into services, pods and nodes (default true). */
+  apiserverProxy?: boolean;
   logger?: Logger;
 }
 
@@ -56,6 +62,10 @@ export interface Sandbox {
   backends: PodBackend[];
   /** kubectl-proxy in front of the API server, as `kubectl proxy` would be (plain HTTP on loopback). */
   kubectlProxy: { url: string } | undefined;
+  /** front-lb in front of the API server and its replica on 127.0.0.2, with its own kubeconfig. */
+  frontLb: { url: string; adminUrl: string | undefined; kubeconfigPath: string } | undefined;
+  /** apiserver-proxy: `/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/…` with the admin token. */
+  apiserverProxy: { url: string; caPath: string; token: string; tokenPath: string } | undefined;
   close(): Promise<void>;
 }
 
@@ -67,9 +77,15 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const backends: PodBackend[] = [];
   const podAddress = new Map<string, PodBackend>();
   let apiServer: TestApiServer | undefined;
+  let replica: TestApiServer | undefined;
+  let flb: StartedFrontLb | undefined;
+  let asp: RunningApiserverProxy | undefined;
   const apps: AppProcess[] = [];
   const stopAll = async () => {
     await Promise.all(apps.map((a) => a.close()));
+    await asp?.close(0);
+    await flb?.close();
+    await replica?.close();
     await apiServer?.close();
     await Promise.all(backends.map((b) => b.close()));
   };
@@ -177,7 +193,50 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       apps.push(app);
       kubectlProxy = { url: `http://${app.ready[1]}` };
     }
-    return { apiServer, kubeconfigPath, backends, kubectlProxy, close: stopAll };
+    const caPath = join(dir, "ca.crt");
+    await writeFile(caPath, apiServer.ca?.certPem ?? "");
+
+    let frontLb: Sandbox["frontLb"];
+    if (options.frontLb !== false) {
+      // A second API server of the same cluster, on the same port at 127.0.0.2, as HA control planes have.
+      replica = await TestApiServer.start({ replicaOf: apiServer, host: "127.0.0.2" });
+      flb = await startFrontLb({
+        listeners: [
+          {
+            name: "apiserver",
+            address: "127.0.0.1:0",
+            endpoints: [apiServer, replica].map((s) => new URL(s.url).host),
+            healthCheck: { interval: "2s", ca: caPath },
+          },
+        ],
+        admin: { address: "127.0.0.1:0" },
+      });
+      const flbKubeconfig = JSON.parse(apiServer.kubeconfig({ namespace: "demo" })) as {
+        clusters: { cluster: { server: string } }[];
+      };
+      for (const c of flbKubeconfig.clusters) c.cluster.server = `https://${flb.address}`;
+      const path = join(dir, "kubeconfig-front-lb");
+      await writeFile(path, JSON.stringify(flbKubeconfig, null, 2), { mode: 0o600 });
+      frontLb = { url: `https://${flb.address}`, adminUrl: flb.adminUrl, kubeconfigPath: path };
+    }
+
+    let apiserverProxy: Sandbox["apiserverProxy"];
+    if (options.apiserverProxy !== false && apiServer.ca) {
+      const cert = await apiServer.ca.issueServerCert({ dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+      asp = await startApiserverProxy({
+        kubeconfig: kubeconfigPath,
+        tls: { cert: cert.certPem, key: cert.keyPem },
+        clientCa: apiServer.ca.certPem,
+        // The sandbox's pods listen on 127.0.10.N: a real cluster never allows that.
+        devAllowLoopbackEndpoints: true,
+        preferredAddressTypes: ["InternalIP", "Hostname"],
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
+      const tokenPath = join(dir, "token");
+      await writeFile(tokenPath, apiServer.adminToken, { mode: 0o600 });
+      apiserverProxy = { url: asp.url, caPath, token: apiServer.adminToken, tokenPath };
+    }
+    return { apiServer, kubeconfigPath, backends, kubectlProxy, frontLb, apiserverProxy, close: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -79,6 +79,46 @@ describe("sandbox", () => {
     });
     expect(denied.status).toBe(403);
   });
+
+  it.skipIf(!hasKubectl)(
+    "serves the cluster through front-lb, in front of two API servers",
+    async () => {
+      expect(sandbox.frontLb).toBeDefined();
+      const ns = await run(KUBECTL, [
+        "--kubeconfig",
+        sandbox.frontLb!.kubeconfigPath,
+        "get",
+        "ns",
+        "-o",
+        "name",
+      ]);
+      expect(ns.stdout).toContain("namespace/demo");
+      const status = (await (await fetch(`${sandbox.frontLb!.adminUrl}/status`)).json()) as unknown;
+      expect(JSON.stringify(status)).toContain("127.0.0.2");
+    },
+    60_000,
+  );
+
+  it("reaches a service through apiserver-proxy, with links rewritten", async () => {
+    expect(sandbox.apiserverProxy).toBeDefined();
+    const { Agent, fetch: ufetch } = await import("undici");
+    const dispatcher = new Agent({ connect: { ca: readFileSync(sandbox.apiserverProxy!.caPath) } });
+    try {
+      const base = `${sandbox.apiserverProxy!.url}/api/v1/namespaces/demo/services/web:http/proxy`;
+      const res = await ufetch(`${base}/`, {
+        headers: { authorization: `Bearer ${sandbox.apiserverProxy!.token}` },
+        dispatcher,
+      });
+      expect(res.status).toBe(200);
+      const html = await res.text();
+      expect(html).toMatch(/Hello from demo\/web-\d/);
+      expect(html).toContain('href="/api/v1/namespaces/demo/services/web:http/proxy/info"');
+      const anonymous = await ufetch(`${base}/`, { dispatcher });
+      expect(anonymous.status).toBe(401);
+    } finally {
+      await dispatcher.close();
+    }
+  });
 });
 
 describe("sandbox CLI", () => {
@@ -117,6 +157,9 @@ describe("sandbox CLI", () => {
       expect(started, out).toBe(true);
       expect(out).toMatch(new RegExp(`kubeconfig +${join(dir, "kubeconfig")}`));
       expect(out).toContain("kubectl get svc");
+      const token = readFileSync(join(dir, "token"), "utf8");
+      expect(token.length).toBeGreaterThan(10);
+      expect(out).not.toContain(token); // the token is in a file, never printed
       const code = await new Promise<number | null>((resolve) => {
         child.once("exit", (c) => resolve(c));
         child.kill("SIGINT");
