@@ -3,8 +3,9 @@
 // re-encrypting), all in front of the same nginx HTTPS backend that plays the API server (HTTP/2 by
 // ALPN, token checked). Loads: keep-alive and new-connection, 2 KiB and 256 KiB bodies, with wrk.
 // Usage: node bench/kubectl-proxy/run.mjs [--seconds 10] [--connections 32]
+//          [--only "kubectl proxy,kubectl-proxy"] [--proxy-args=--workers=1]
 // Results: bench/results/kubectl-proxy.md and .json. Needs kubectl, nginx, haproxy, wrk, openssl.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "10" },
     connections: { type: "string", default: "32" },
     only: { type: "string" },
+    // extra flags for kubectl-proxy (space-separated), e.g. "--workers=1"
+    "proxy-args": { type: "string", default: "" },
   },
 });
 const seconds = Number(values.seconds);
@@ -94,6 +97,7 @@ const contenders = {
       join(root, "apps/kubectl-proxy/dist/cli.js"),
       `--port=${port}`,
       `--kubeconfig=${kubeconfig}`,
+      ...values["proxy-args"].split(" ").filter(Boolean),
     ]),
   haproxy: (port) => {
     const cfg = join(work, "haproxy.cfg");
@@ -127,6 +131,18 @@ const loads = [
   { name: "new-connection 256 KiB", path: "/api/v1/large", headers: ["Connection: close"] },
 ];
 
+/** CPU time (user + system) of a process and its threads so far, in microseconds. */
+function cpuMicros(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
+    return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
+
 const results = {};
 try {
   for (const [name, start] of Object.entries(contenders)) {
@@ -142,14 +158,19 @@ try {
       const rss = sampleRss(proc.pid);
       results[name] = {};
       for (const load of loads) {
+        const loadRss = sampleRss(proc.pid);
+        const cpuBefore = cpuMicros(proc.pid);
         const r = await runWrk(`http://127.0.0.1:${port}${load.path}`, {
           connections,
           seconds,
           headers: load.headers,
         });
+        r.rssMiB = loadRss.stop();
+        // CPU per request is steadier than req/s on a shared machine
+        r.cpuUsPerReq = Math.round((cpuMicros(proc.pid) - cpuBefore) / (r.rps * seconds));
         results[name][load.name] = r;
         console.log(
-          `${name.padEnd(14)} ${load.name.padEnd(24)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  errors ${r.errors}`,
+          `${name.padEnd(14)} ${load.name.padEnd(24)} ${String(r.rps).padStart(7)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  errors ${r.errors}  CPU ${r.cpuUsPerReq} µs/req  peak RSS ${r.rssMiB} MiB`,
         );
       }
       results[name].rssMiB = rss.stop();
@@ -174,12 +195,12 @@ const lines = [
   `Run ${new Date().toISOString()} on ${(await import("node:os")).cpus().length} cores, node ${process.version}; wrk -t1 -c${connections} -d${seconds}s per load.`,
   "Backend: nginx HTTPS (HTTP/2 by ALPN, bearer token checked) playing the API server; every proxy adds the token and re-encrypts.",
   "",
-  "| proxy | load | req/s | p50 ms | p99 ms | errors | req/s ÷ kubectl | p99 ÷ kubectl |",
-  "|---|---|---:|---:|---:|---:|---:|---:|",
+  "| proxy | load | req/s | p50 ms | p99 ms | errors | CPU µs/req | req/s ÷ kubectl | p99 ÷ kubectl |",
+  "|---|---|---:|---:|---:|---:|---:|---:|---:|",
 ];
 for (const [name, r] of Object.entries(results)) {
   if (r.error) {
-    lines.push(`| ${name} | — | failed: ${r.error} | | | | | |`);
+    lines.push(`| ${name} | — | failed: ${r.error} | | | | | | |`);
     continue;
   }
   for (const load of loads) {
@@ -188,7 +209,7 @@ for (const [name, r] of Object.entries(results)) {
     const ratio = b ? (x.rps / b.rps).toFixed(2) : "—";
     const p99 = b ? (x.p99 / b.p99).toFixed(2) : "—";
     lines.push(
-      `| ${name} | ${load.name} | ${x.rps} | ${x.p50} | ${x.p99} | ${x.errors} | ${ratio} | ${p99} |`,
+      `| ${name} | ${load.name} | ${x.rps} | ${x.p50} | ${x.p99} | ${x.errors} | ${x.cpuUsPerReq ?? "—"} | ${ratio} | ${p99} |`,
     );
   }
 }

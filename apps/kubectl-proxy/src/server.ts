@@ -1,18 +1,25 @@
 import { lstat, unlink } from "node:fs/promises";
 import * as http from "node:http";
 import * as https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { ConnectionOptions as TlsConnectionOptions } from "node:tls";
 import { KproxyError, type Logger, silentLogger } from "@kproxy/core";
 import {
   appendForwardedFor,
   buildUpstreamHeaders,
+  type FastConnection,
+  type FastForwardResult,
+  FastHttpServer,
   type FlatHeaders,
   type ForwardRequest,
   forwardHttp,
+  isDirectDispatcher,
+  isUpgradeRequest,
+  type RequestHead,
   requestBody,
   tunnelUpgrade,
+  UpstreamPool,
   writeRawResponse,
 } from "@kproxy/transport";
 import { hexEscapeNonAscii, htmlEscape, splitHostPort, validHostHeader } from "./gourl.js";
@@ -91,6 +98,12 @@ export interface KubectlProxyOptions {
   userAgent?: string;
   logger?: Logger;
   accessLog?: (entry: AccessLogEntry) => void;
+  /**
+   * "fast" (default): kubectl-proxy's own HTTP/1.1 server and upstream keep-alive pool. "node":
+   * Node's http server and undici. The node engine is used anyway with --www and when the API
+   * server is reached through an HTTP/SOCKS proxy (proxy-url, HTTPS_PROXY).
+   */
+  engine?: "fast" | "node";
 }
 
 const TEXT_HEADERS = {
@@ -108,6 +121,22 @@ function sendLocal(
   res.writeHead(status, { ...headers, "Content-Length": String(Buffer.byteLength(body)) });
   res.end(head ? undefined : body);
 }
+
+/** A response the proxy makes itself (mux, filter, errors). */
+interface LocalAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  close: boolean;
+}
+
+function renderHeaders(headers: Record<string, string>): string {
+  let text = "";
+  for (const name in headers) text += `${name}: ${headers[name]}\r\n`;
+  return text;
+}
+
+const TEXT_HEADER_LINES = renderHeaders(TEXT_HEADERS);
 
 const SECRET_QUERY = /^(access_token|token|password|secret|client_secret|api_key|apikey|key)$/i;
 
@@ -166,7 +195,11 @@ function listenError(err: unknown, network: string, where: string): KproxyError 
 
 /** A running kubectl-proxy server. */
 export class KubectlProxy {
-  private readonly server: http.Server;
+  /** The listening server (fast engine: a net/tls server; node engine: Node's http server). */
+  private server: NetServer | undefined;
+  private nodeServer: http.Server | undefined;
+  private fast: FastHttpServer | undefined;
+  private pool: UpstreamPool | undefined;
   private readonly router: Router;
   private readonly logger: Logger;
   private readonly upgraded = new Set<Duplex>();
@@ -179,6 +212,7 @@ export class KubectlProxy {
   private readonly origin: string;
   private readonly target: string;
   private readonly userAgent: string;
+  private readonly clientIpHeader: boolean;
 
   constructor(private readonly options: KubectlProxyOptions) {
     const apiPrefix = normalizePrefix(options.apiPrefix ?? "/");
@@ -204,6 +238,66 @@ export class KubectlProxy {
     });
     this.logger = options.logger ?? silentLogger;
     this.userAgent = options.userAgent ?? "kubectl-proxy";
+    this.clientIpHeader = !(options.unixSocket !== undefined && options.unixSocket !== "");
+  }
+
+  /** Which engine serves: decided by listen(). */
+  get engine(): "fast" | "node" | undefined {
+    return this.fast !== undefined ? "fast" : this.nodeServer !== undefined ? "node" : undefined;
+  }
+
+  /** The address as kubectl prints it: "127.0.0.1:8001", "[::]:8001" or the socket path. */
+  get address(): string {
+    return this.addressText;
+  }
+
+  /** The TCP port (0 for a Unix socket). */
+  get port(): number {
+    const info = this.server?.address();
+    return info !== null && info !== undefined && typeof info === "object" ? info.port : 0;
+  }
+
+  /** Can the fast engine serve this configuration? (No --www, no HTTP/SOCKS proxy to the API server.) */
+  private async fastEngineFits(): Promise<boolean> {
+    if (this.options.engine === "node") return false;
+    if (this.options.www !== undefined && this.options.www !== "") return false;
+    try {
+      return isDirectDispatcher(await this.dispatcher());
+    } catch {
+      // Credentials could not be fetched yet (exec plugin): the first request reports that.
+      this.dispatcherPromise = undefined;
+      return true;
+    }
+  }
+
+  private async createServer(): Promise<NetServer> {
+    if (this.server !== undefined) return this.server;
+    const options = this.options;
+    if (await this.fastEngineFits()) {
+      const conn = options.connection;
+      const url = conn.server;
+      const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+      this.pool = new UpstreamPool({
+        host: hostname,
+        port: url.port !== "" ? Number(url.port) : url.protocol === "https:" ? 443 : 80,
+        target: this.target,
+        ...(conn.isTLS ? { tls: () => conn.tlsOptions() } : {}),
+      });
+      this.fast = new FastHttpServer({
+        ...(options.tls !== undefined ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+        maxHeaderBytes: options.maxHeaderBytes ?? 1 << 20,
+        onRequest: (c, head) => this.onFastRequest(c, head),
+      });
+      this.server = this.fast.server;
+      return this.server;
+    }
+    this.nodeServer = this.createNodeServer();
+    this.server = this.nodeServer;
+    return this.server;
+  }
+
+  private createNodeServer(): http.Server {
+    const options = this.options;
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: options.maxHeaderBytes ?? 1 << 20,
       requestTimeout: 0,
@@ -212,16 +306,16 @@ export class KubectlProxy {
       noDelay: true,
       requireHostHeader: true,
     };
-    this.server =
+    const server =
       options.tls !== undefined
         ? https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key })
         : http.createServer(serverOptions);
-    this.server.on("request", (req, res) => this.onRequest(req, res));
-    this.server.on("upgrade", (req, socket, head) => this.onUpgrade(req, socket, head));
-    this.server.on("connect", (_req, socket: Duplex) => {
+    server.on("request", (req, res) => this.onRequest(req, res));
+    server.on("upgrade", (req, socket, head) => this.onUpgrade(req, socket, head));
+    server.on("connect", (_req, socket: Duplex) => {
       writeRawResponse(socket, 404, TEXT_HEADERS, "404 page not found\n");
     });
-    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) {
         socket.destroy();
         return;
@@ -232,28 +326,19 @@ export class KubectlProxy {
         `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n${status}`,
       );
     });
-  }
-
-  /** The address as kubectl prints it: "127.0.0.1:8001", "[::]:8001" or the socket path. */
-  get address(): string {
-    return this.addressText;
-  }
-
-  /** The TCP port (0 for a Unix socket). */
-  get port(): number {
-    const info = this.server.address();
-    return info !== null && typeof info === "object" ? info.port : 0;
+    return server;
   }
 
   /** Starts listening; resolves with the address. Throws KproxyError("LISTEN_FAILED"). */
   async listen(): Promise<string> {
+    const server = await this.createServer();
     const { unixSocket } = this.options;
     if (unixSocket !== undefined && unixSocket !== "") {
       const existing = await lstat(unixSocket).catch(() => undefined);
       if (existing?.isSocket()) await unlink(unixSocket).catch(() => {});
       const oldMask = process.umask(0o077);
       try {
-        await this.listenOn({ path: unixSocket }, "unix", unixSocket);
+        await this.listenOn(server, { path: unixSocket }, "unix", unixSocket);
       } finally {
         process.umask(oldMask);
       }
@@ -275,33 +360,34 @@ export class KubectlProxy {
     const host = wildcard ? "::" : split.host;
     const reusePort = this.options.reusePort === true;
     try {
-      await this.listenOn({ host, port, ipv6Only: false, reusePort }, "tcp", hostport);
+      await this.listenOn(server, { host, port, ipv6Only: false, reusePort }, "tcp", hostport);
     } catch (err) {
       if (wildcard && (err as { code?: string }).code === "EAFNOSUPPORT") {
-        await this.listenOn({ host: "0.0.0.0", port, reusePort }, "tcp", hostport);
+        await this.listenOn(server, { host: "0.0.0.0", port, reusePort }, "tcp", hostport);
       } else throw err;
     }
-    this.addressText = formatAddress(this.server.address(), wildcard);
+    this.addressText = formatAddress(server.address(), wildcard);
     return this.addressText;
   }
 
   private listenOn(
+    server: NetServer,
     opts: { path?: string; host?: string; port?: number; ipv6Only?: boolean; reusePort?: boolean },
     network: string,
     where: string,
   ) {
     return new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => {
-        this.server.off("listening", onListening);
+        server.off("listening", onListening);
         reject(listenError(err, network, where));
       };
       const onListening = () => {
-        this.server.off("error", onError);
+        server.off("error", onError);
         resolve();
       };
-      this.server.once("error", onError);
-      this.server.once("listening", onListening);
-      this.server.listen(opts);
+      server.once("error", onError);
+      server.once("listening", onListening);
+      server.listen(opts);
     });
   }
 
@@ -311,15 +397,27 @@ export class KubectlProxy {
    */
   close(graceMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      this.server.closeIdleConnections();
+      const server = this.server;
+      const closed =
+        server === undefined || !server.listening
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => server.close(() => resolve()));
+      const fast = this.fast;
+      const node = this.nodeServer;
+      const busy = () =>
+        this.upgraded.size > 0 || (fast !== undefined ? fast.activeCount > 0 : this.inflight.size > 0);
+      fast?.startClosing();
+      node?.closeIdleConnections();
       const deadline = Date.now() + graceMs;
-      while ((this.inflight.size > 0 || this.upgraded.size > 0) && Date.now() < deadline) {
+      while (busy() && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25));
-        this.server.closeIdleConnections();
+        node?.closeIdleConnections();
+        fast?.closeIdle();
       }
       for (const socket of this.upgraded) socket.destroy();
-      this.server.closeAllConnections();
+      fast?.closeAll();
+      node?.closeAllConnections();
+      this.pool?.destroy();
       await closed;
       const { unixSocket } = this.options;
       if (unixSocket !== undefined && unixSocket !== "") {
@@ -337,6 +435,141 @@ export class KubectlProxy {
     });
     return this.dispatcherPromise;
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // Fast engine
+
+  private onFastRequest(c: FastConnection, head: RequestHead): void {
+    c.started = performance.now();
+    const method = head.method;
+    const h = head.headers;
+    let host: string | undefined;
+    let hosts = 0;
+    let upgrade = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i] as string;
+      const n = name.length;
+      if (n === 4 && name.toLowerCase() === "host") {
+        host = h[i + 1] as string;
+        hosts++;
+      } else if (n === 10 && !upgrade && name.toLowerCase() === "connection") {
+        upgrade = isUpgradeRequest(h[i + 1] as string);
+      }
+    }
+    let answer: LocalAnswer | undefined;
+    let route: Route | undefined;
+    if (method === "CONNECT") {
+      answer = { status: 404, headers: TEXT_HEADERS, body: "404 page not found\n", close: true };
+    } else if (hosts === 0 && head.minor >= 1) {
+      answer = badRequest("missing required Host header");
+    } else if (hosts > 1) {
+      answer = badRequest("too many Host headers");
+    } else if (host !== undefined && !validHostHeader(host)) {
+      answer = badRequest("malformed Host header");
+    } else {
+      route = this.router.route(method, head.target, host);
+      if (upgrade) {
+        if (route.kind === "proxy") {
+          this.fastUpgrade(c, head, route.upstreamPath);
+          return;
+        }
+        answer = this.upgradeRefusal(route, method);
+      } else if (route.kind === "proxy") {
+        this.fastProxy(c, head, route.upstreamPath);
+        return;
+      } else if (route.kind === "static") {
+        // Static files are served by the node engine (--www); not reachable here.
+        answer = { status: 404, headers: TEXT_HEADERS, body: "404 page not found\n", close: false };
+      } else answer = this.localAnswer(route, method);
+    }
+    c.respond(answer.status, renderHeaders(answer.headers), answer.body, answer.close);
+    if (this.options.accessLog !== undefined) {
+      this.log(this.clientOf(c.socket), method, head.target, answer.status, 0, c.started, upgrade);
+    }
+  }
+
+  private fastProxy(c: FastConnection, head: RequestHead, upstreamPath: string): void {
+    const conn = this.options.connection;
+    const up = buildUpstreamHeaders(head.headers, head.method, {
+      host: conn.hostHeader,
+      clientIp: this.clientIpHeader ? c.clientIp : undefined,
+      requestGzip: this.options.disableCompression !== true,
+    });
+    if (!up.has("user-agent")) up.headers.push("User-Agent", this.userAgent);
+    const pending = this.addCredentials(up.headers);
+    const forward = () =>
+      c.forward({
+        pool: this.pool as UpstreamPool,
+        method: head.method,
+        path: upstreamPath,
+        headers: up.headers,
+        requestedGzip: up.requestedGzip,
+        onError: this.fastOnError,
+        onDone: this.fastOnDone,
+      });
+    if (pending === undefined) {
+      forward();
+      return;
+    }
+    pending.then(forward, (err: unknown) => {
+      const kerr =
+        err instanceof KproxyError
+          ? err
+          : new KproxyError("PROXY_FAILED", err instanceof Error ? err.message : String(err), { cause: err });
+      this.fastOnError(c, kerr);
+      if (this.options.accessLog !== undefined) {
+        this.log(this.clientOf(c.socket), head.method, head.target, 500, 0, c.started, false, kerr.message);
+      }
+    });
+  }
+
+  /** kubectl's responder on the fast engine: 500, plain text, the Go-style error. */
+  private readonly fastOnError = (c: FastConnection, error: KproxyError) => {
+    this.logger.error(`Error while proxying request: ${error.message}`);
+    c.respond(500, TEXT_HEADER_LINES, `${error.message}\n`);
+  };
+
+  private readonly fastOnDone = (c: FastConnection, result: FastForwardResult) => {
+    if (result.status === 401) this.options.connection.invalidateCredentials?.();
+    if (this.options.accessLog === undefined) return;
+    const head = c.request;
+    const error =
+      result.error !== undefined
+        ? result.error.message
+        : result.clientAborted
+          ? "client disconnected"
+          : undefined;
+    this.log(
+      this.clientOf(c.socket),
+      head?.method ?? "",
+      head?.target ?? "",
+      result.status,
+      result.upstreamBytes,
+      c.started,
+      false,
+      error,
+    );
+  };
+
+  private fastUpgrade(c: FastConnection, head: RequestHead, upstreamPath: string): void {
+    const { socket, head: early } = c.detach();
+    socket.on("error", () => {});
+    this.upgraded.add(socket);
+    socket.once("close", () => this.upgraded.delete(socket));
+    void this.tunnel(
+      head.method,
+      head.target,
+      head.headers,
+      socket,
+      early,
+      upstreamPath,
+      c.started,
+      c.clientIp,
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Node engine (--www, HTTP proxies to the API server)
 
   private routeOf(req: http.IncomingMessage): Route | { kind: "bad-host"; message: string } {
     const host = req.headers.host;
@@ -375,52 +608,70 @@ export class KubectlProxy {
           })
           .finally(() => {
             this.inflight.delete(res);
-            this.log(req, res.statusCode, 0, started, false);
+            this.logReq(req, res.statusCode, 0, started, false);
           });
         return;
-      default:
-        this.answerLocally(route, method, req, res);
-        this.log(req, res.statusCode, 0, started, false);
+      default: {
+        const answer =
+          route.kind === "bad-host" ? badRequest(route.message) : this.localAnswer(route, method);
+        sendLocal(
+          res,
+          answer.status,
+          answer.close ? { ...answer.headers, Connection: "close" } : answer.headers,
+          answer.body,
+          method === "HEAD",
+        );
+        this.logReq(req, res.statusCode, 0, started, false);
+      }
     }
   }
 
-  private answerLocally(
-    route: Exclude<Route, { kind: "proxy" | "static" }> | { kind: "bad-host"; message: string },
-    method: string,
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-  ): void {
+  /** What the mux and the filter answer for a request that is not proxied. */
+  private localAnswer(route: Exclude<Route, { kind: "proxy" | "static" }>, method: string): LocalAnswer {
     switch (route.kind) {
       case "bad-request":
-      case "bad-host": {
-        const text = route.kind === "bad-host" ? `400 Bad Request: ${route.message}` : "400 Bad Request";
-        sendLocal(res, 400, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }, text);
-        return;
-      }
+        return {
+          status: 400,
+          headers: { "Content-Type": "text/plain; charset=utf-8" },
+          body: "400 Bad Request",
+          close: true,
+        };
       case "options-star":
-        res.writeHead(400, { Connection: "close", "Content-Length": "0" });
-        res.end();
-        return;
+        return { status: 400, headers: {}, body: "", close: true };
       case "redirect": {
         const headers: Record<string, string> = { Location: hexEscapeNonAscii(route.location) };
         if (method === "GET" || method === "HEAD") headers["Content-Type"] = "text/html; charset=utf-8";
-        sendLocal(
-          res,
-          301,
+        return {
+          status: 301,
           headers,
-          method === "GET" ? `<a href="${htmlEscape(route.location)}">Moved Permanently</a>.\n\n` : "",
-        );
-        return;
+          body: method === "GET" ? `<a href="${htmlEscape(route.location)}">Moved Permanently</a>.\n\n` : "",
+          close: false,
+        };
       }
       case "not-found":
-        sendLocal(res, 404, TEXT_HEADERS, "404 page not found\n", method === "HEAD");
-        return;
+        return { status: 404, headers: TEXT_HEADERS, body: "404 page not found\n", close: false };
       case "forbidden":
         this.logger.debug(`Filter rejecting ${method} ${route.path} ${route.host}`);
-        sendLocal(res, 403, TEXT_HEADERS, "Forbidden\n", method === "HEAD");
-        return;
+        return { status: 403, headers: TEXT_HEADERS, body: "Forbidden\n", close: false };
     }
-    void req;
+  }
+
+  /** The answer to an upgrade request that is not proxied (sent on the raw connection, then closed). */
+  private upgradeRefusal(route: Route | { kind: "bad-host"; message: string }, method: string): LocalAnswer {
+    let status = 400;
+    let body = "400 Bad Request";
+    let headers: Record<string, string> = { "Content-Type": "text/plain; charset=utf-8" };
+    if (route.kind === "forbidden") {
+      this.logger.debug(`Filter rejecting ${method} ${route.path} ${route.host}`);
+      [status, body, headers] = [403, "Forbidden\n", { ...TEXT_HEADERS }];
+    } else if (route.kind === "not-found" || route.kind === "static") {
+      [status, body, headers] = [404, "404 page not found\n", { ...TEXT_HEADERS }];
+    } else if (route.kind === "redirect") {
+      status = 301;
+      headers = { Location: hexEscapeNonAscii(route.location) };
+      body = "";
+    } else if (route.kind === "bad-host") body = `400 Bad Request: ${route.message}`;
+    return { status, headers, body, close: true };
   }
 
   /** kubectl's responder: 500, plain text, the Go-style error and a newline. */
@@ -489,7 +740,7 @@ export class KubectlProxy {
     try {
       const up = buildUpstreamHeaders(req.rawHeaders, method, {
         host: conn.hostHeader,
-        clientIp: this.options.unixSocket ? undefined : clientIpOf(req.socket),
+        clientIp: this.clientIpHeader ? clientIpOf(req.socket) : undefined,
         requestGzip: this.options.disableCompression !== true,
       });
       if (!up.has("user-agent")) up.headers.push("User-Agent", this.userAgent);
@@ -523,7 +774,7 @@ export class KubectlProxy {
       this.respondError(kerr, res);
       status = res.statusCode;
     }
-    this.log(req, status, bytes, started, false, error);
+    this.logReq(req, status, bytes, started, false, error);
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -533,54 +784,54 @@ export class KubectlProxy {
     const method = req.method ?? "GET";
     if (route.kind !== "proxy") {
       // Answer as the mux/filter would, on the raw connection.
-      let status = 400;
-      let body = "400 Bad Request";
-      let headers: Record<string, string> = { "Content-Type": "text/plain; charset=utf-8" };
-      if (route.kind === "forbidden") {
-        this.logger.debug(`Filter rejecting ${method} ${route.path} ${route.host}`);
-        [status, body, headers] = [403, "Forbidden\n", { ...TEXT_HEADERS }];
-      } else if (route.kind === "not-found" || route.kind === "static") {
-        [status, body, headers] = [404, "404 page not found\n", { ...TEXT_HEADERS }];
-      } else if (route.kind === "redirect") {
-        status = 301;
-        headers = { Location: hexEscapeNonAscii(route.location) };
-        body = "";
-      } else if (route.kind === "bad-host") body = `400 Bad Request: ${route.message}`;
-      writeRawResponse(socket, status, headers, body);
-      this.log(req, status, 0, started, true);
+      const answer = this.upgradeRefusal(route, method);
+      writeRawResponse(socket, answer.status, answer.headers, answer.body);
+      this.logReq(req, answer.status, 0, started, true);
       return;
     }
     this.upgraded.add(socket);
     socket.once("close", () => this.upgraded.delete(socket));
-    void this.tunnel(req, socket, head, route.upstreamPath, started);
+    void this.tunnel(
+      method,
+      req.url ?? "",
+      req.rawHeaders,
+      socket,
+      head,
+      route.upstreamPath,
+      started,
+      clientIpOf(req.socket),
+    );
   }
 
   private async tunnel(
-    req: http.IncomingMessage,
+    method: string,
+    url: string,
+    rawHeaders: readonly string[],
     socket: Duplex,
     head: Buffer,
     upstreamPath: string,
     started: number,
+    clientIp: string | undefined,
   ) {
     const conn = this.options.connection;
-    const method = req.method ?? "GET";
+    const client = this.clientIpHeader ? (clientIp ?? "-") : "@";
     // The upgrade path clones every header (no hop-by-hop stripping), sets Host and X-Forwarded-For.
     const flat: FlatHeaders = ["Host", conn.hostHeader];
     let xff: string[] | undefined;
     let hasUserAgent = false;
-    for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      const name = req.rawHeaders[i] as string;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i] as string;
       const lower = name.toLowerCase();
       if (lower === "host") continue;
       if (lower === "x-forwarded-for") {
         xff ??= [];
-        xff.push(req.rawHeaders[i + 1] as string);
+        xff.push(rawHeaders[i + 1] as string);
         continue;
       }
       if (lower === "user-agent") hasUserAgent = true;
-      flat.push(name, req.rawHeaders[i + 1] as string);
+      flat.push(name, rawHeaders[i + 1] as string);
     }
-    const ip = this.options.unixSocket ? undefined : clientIpOf(socket);
+    const ip = this.clientIpHeader ? clientIp : undefined;
     if (ip !== undefined) flat.push("X-Forwarded-For", appendForwardedFor(xff, ip));
     else if (xff !== undefined) for (const v of xff) flat.push("X-Forwarded-For", v);
     if (!hasUserAgent) flat.push("User-Agent", this.userAgent);
@@ -612,16 +863,44 @@ export class KubectlProxy {
       const message = err instanceof Error ? err.message : String(err);
       this.logger.error(`Error while proxying request: ${message}`);
       writeRawResponse(socket, 500, TEXT_HEADERS, `${message}\n`);
-      this.log(req, 500, 0, started, true, message);
+      this.log(client, method, url, 500, 0, started, true, message);
       return;
     }
     const status =
       result.error !== undefined && result.status !== 101 && result.status < 400 ? 500 : result.status;
-    this.log(req, status, result.bytesDown, started, true, result.error?.message);
+    this.log(client, method, url, status, result.bytesDown, started, true, result.error?.message);
+  }
+
+  /** The access log's client field. */
+  private clientOf(socket: Socket | Duplex | null | undefined): string {
+    return this.clientIpHeader ? (clientIpOf(socket) ?? "-") : "@";
+  }
+
+  private logReq(
+    req: http.IncomingMessage,
+    status: number,
+    bytes: number,
+    started: number,
+    upgrade: boolean,
+    error?: string,
+  ): void {
+    if (this.options.accessLog === undefined) return;
+    this.log(
+      this.clientOf(req.socket),
+      req.method ?? "",
+      req.url ?? "",
+      status,
+      bytes,
+      started,
+      upgrade,
+      error,
+    );
   }
 
   private log(
-    req: http.IncomingMessage,
+    client: string,
+    method: string,
+    url: string,
     status: number,
     bytes: number,
     started: number,
@@ -632,9 +911,9 @@ export class KubectlProxy {
     if (sink === undefined) return;
     const entry: AccessLogEntry = {
       time: new Date().toISOString(),
-      client: this.options.unixSocket ? "@" : (clientIpOf(req.socket) ?? "-"),
-      method: req.method ?? "",
-      path: redactQuery(req.url ?? ""),
+      client,
+      method,
+      path: redactQuery(url),
       status,
       bytes,
       durationMs: Math.round((performance.now() - started) * 1000) / 1000,
@@ -643,4 +922,13 @@ export class KubectlProxy {
     if (error !== undefined) entry.error = error;
     sink(entry);
   }
+}
+
+function badRequest(message: string): LocalAnswer {
+  return {
+    status: 400,
+    headers: { "Content-Type": "text/plain; charset=utf-8" },
+    body: `400 Bad Request: ${message}`,
+    close: true,
+  };
 }

@@ -417,6 +417,26 @@ describe("beyond kubectl", () => {
     });
   });
 
+  it("serves with the lean engine, and with Node's http + undici behind an HTTP proxy or on request", async () => {
+    expect(proxy.engine).toBe("fast");
+    const viaProxy = await loadConnection({
+      server: upstream.url,
+      env: { HTTP_PROXY: "http://127.0.0.1:9" },
+    });
+    const p = new KubectlProxy({ connection: viaProxy, port: 0, filter: defaultFilter() });
+    started.push(p);
+    await p.listen();
+    expect(p.engine).toBe("node");
+    const node = await startProxy(upstream.url, { engine: "node" });
+    expect(node.engine).toBe("node");
+    const res = await rawExchange(
+      node.port,
+      "GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body.toString()).path).toBe("/x");
+  });
+
   it("accepts [::1]:port only with the bracket fix", async () => {
     const quirk = await rawExchange(
       proxy.port,

@@ -1,4 +1,16 @@
 export { type UpstreamErrorCode, upstreamError } from "./errors.js";
+export {
+  FastConnection,
+  type FastForward,
+  type FastForwardResult,
+  FastHttpServer,
+  type FastHttpServerOptions,
+  httpDate,
+  isDirectDispatcher,
+  UpstreamConnection,
+  UpstreamPool,
+  type UpstreamPoolOptions,
+} from "./fast-http.js";
 export { type ForwardRequest, type ForwardResult, forwardHttp, requestBody } from "./forward.js";
 export {
   cleanPath,
@@ -23,6 +35,21 @@ export {
   type UpstreamHeaders,
 } from "./headers.js";
 export { HTML_URL_ATTRIBUTES, rewriteHtml } from "./html.js";
+export {
+  type BodyFraming,
+  bodyFraming,
+  ChunkedScanner,
+  type ChunkPayload,
+  connectionTokensOf,
+  findHeadEnd,
+  HttpParseError,
+  leadingEmptyLines,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+  statusLine,
+} from "./http1.js";
 export {
   type HttpProbeOptions,
   httpProbe,

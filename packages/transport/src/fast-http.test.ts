@@ -1,0 +1,438 @@
+import { createHash } from "node:crypto";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as net from "node:net";
+import { gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FastForwardResult, FastHttpServer, UpstreamPool } from "./fast-http.js";
+import { buildUpstreamHeaders } from "./headers.js";
+
+const PATTERN_BYTES = 8 * 1024 * 1024;
+function patternPiece(offset: number, length: number): Buffer {
+  const b = Buffer.alloc(length);
+  for (let i = 0; i < length; i += 4) b.writeUInt32LE((offset + i) >>> 0, i);
+  return b;
+}
+
+const closers: (() => Promise<void> | void)[] = [];
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+});
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return (server.address() as AddressInfo).port;
+}
+
+/** Tracks the sockets a server accepted. */
+function tracked(server: net.Server) {
+  const sockets = new Set<net.Socket>();
+  let accepted = 0;
+  server.on("connection", (s: net.Socket) => {
+    accepted++;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  closers.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  );
+  return { sockets, accepted: () => accepted };
+}
+
+let upstreamPort: number;
+let upstream: ReturnType<typeof tracked>;
+let foreverClosed = 0;
+
+beforeAll(async () => {
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? "/";
+    if (url === "/chunked") {
+      res.writeHead(200, { "Content-Type": "text/plain" });
+      res.write("one,");
+      setTimeout(() => {
+        res.write("two,");
+        res.end("three");
+      }, 20);
+      return;
+    }
+    if (url === "/pattern") {
+      // 8 MiB of bytes that differ everywhere, in 4 KiB pieces sent one per event-loop turn (so
+      // that the proxy reads many small pieces), for integrity checks.
+      res.writeHead(200, { "Content-Length": String(PATTERN_BYTES) });
+      let offset = 0;
+      const pump = () => {
+        if (offset >= PATTERN_BYTES) {
+          res.end();
+          return;
+        }
+        const piece = patternPiece(offset, 4096);
+        offset += piece.length;
+        if (res.write(piece)) setImmediate(pump);
+        else res.once("drain", pump);
+      };
+      pump();
+      return;
+    }
+    if (url === "/gzip") {
+      res.writeHead(200, { "Content-Type": "text/plain", "Content-Encoding": "gzip" });
+      res.end(gzipSync("unzipped text"));
+      return;
+    }
+    if (url === "/forever") {
+      res.writeHead(200);
+      res.write("{}\n");
+      const t = setInterval(() => res.write("{}\n"), 20);
+      req.socket.once("close", () => {
+        clearInterval(t);
+        foreverClosed++;
+      });
+      return;
+    }
+    let bytes = 0;
+    req.on("data", (c: Buffer) => {
+      bytes += c.length;
+    });
+    req.on("end", () => {
+      res.writeHead(200, {
+        "Content-Type": "application/json",
+        Connection: "keep-alive, X-Hop",
+        "X-Hop": "x",
+      });
+      res.end(
+        JSON.stringify({
+          method: req.method,
+          url,
+          bytes,
+          host: req.headers.host,
+          te: req.headers["transfer-encoding"] ?? null,
+          ae: req.headers["accept-encoding"] ?? null,
+        }),
+      );
+    });
+  });
+  upstream = tracked(server);
+  upstreamPort = await listen(server);
+});
+
+interface Proxy {
+  port: number;
+  pool: UpstreamPool;
+  results: FastForwardResult[];
+  server: FastHttpServer;
+}
+
+async function startProxy(port: number): Promise<Proxy> {
+  const pool = new UpstreamPool({ host: "127.0.0.1", port, target: `127.0.0.1:${port}` });
+  const results: FastForwardResult[] = [];
+  const server = new FastHttpServer({
+    maxHeaderBytes: 16 * 1024,
+    onRequest: (conn, head) => {
+      if (head.target === "/local") {
+        conn.respond(200, "Content-Type: text/plain\r\n", "local\n");
+        return;
+      }
+      if (head.target === "/handover") {
+        const { socket, head: rest } = conn.detach();
+        socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${rest.length}\r\nConnection: close\r\n\r\n${rest}`);
+        return;
+      }
+      const up = buildUpstreamHeaders(head.headers, head.method, {
+        host: `127.0.0.1:${port}`,
+        clientIp: conn.clientIp,
+        requestGzip: true,
+      });
+      conn.forward({
+        pool,
+        method: head.method,
+        path: head.target,
+        headers: up.headers,
+        requestedGzip: up.requestedGzip,
+        onError: (c, error) =>
+          c.respond(500, "Content-Type: text/plain; charset=utf-8\r\n", `${error.message}\n`),
+        onDone: (_c, result) => results.push(result),
+      });
+    },
+  });
+  const listenPort = await listen(server.server);
+  closers.push(() => {
+    server.closeAll();
+    pool.destroy();
+    return new Promise<void>((r) => server.server.close(() => r()));
+  });
+  return { port: listenPort, pool, results, server };
+}
+
+/** Writes `payload` and reads until `done(bytes)` or the server closes. */
+function exchange(
+  port: number,
+  payload: string | Buffer,
+  done: (all: string) => boolean = () => false,
+): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1");
+    let text = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`timed out; got ${JSON.stringify(text.slice(0, 300))}`));
+    }, 10_000);
+    socket.on("data", (c: Buffer) => {
+      text += c.toString("latin1");
+      if (done(text)) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ text, closed: false });
+      }
+    });
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    socket.on("error", () => {});
+    socket.write(payload);
+  });
+}
+
+const count = (s: string, sub: string) => s.split(sub).length - 1;
+
+describe("fast HTTP path", () => {
+  let proxy: Proxy;
+  beforeAll(async () => {
+    proxy = await startProxy(upstreamPort);
+  });
+
+  it("answers pipelined requests in order over one kept-alive upstream connection", async () => {
+    const before = upstream.accepted();
+    const req = (n: number) => `GET /echo?n=${n} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+    const { text } = await exchange(proxy.port, req(1) + req(2) + req(3), (t) => count(t, '"bytes"') === 3);
+    const urls = [...text.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+    expect(urls).toEqual(["/echo?n=1", "/echo?n=2", "/echo?n=3"]);
+    expect(text).toContain('"host":"127.0.0.1:');
+    // hop-by-hop response headers (and those named in Connection) are not relayed
+    expect(text.toLowerCase()).not.toContain("x-hop");
+    expect(text.toLowerCase()).not.toContain("connection: keep-alive");
+    expect(upstream.accepted() - before).toBeLessThanOrEqual(1);
+    expect(proxy.pool.idleCount).toBeGreaterThanOrEqual(1);
+  });
+
+  it("streams a chunked request body and relays a chunked response as it comes", async () => {
+    const body = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    const { text } = await exchange(
+      proxy.port,
+      `POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n${body}`,
+      (t) => t.includes("}"),
+    );
+    expect(text).toContain('"bytes":11');
+    expect(text).toContain('"te":"chunked"');
+    const chunked = await exchange(
+      proxy.port,
+      "GET /chunked HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: identity\r\n\r\n",
+      (t) => t.endsWith("0\r\n\r\n"),
+    );
+    expect(chunked.text).toMatch(/transfer-encoding: chunked/i);
+    expect(chunked.text).toContain("one,");
+    expect(chunked.text).toContain("three");
+  });
+
+  it("relays a large body intact to a slow reader (the reused read buffer is never overwritten)", async () => {
+    const expected = createHash("sha256");
+    for (let offset = 0; offset < PATTERN_BYTES; offset += 65536)
+      expected.update(patternPiece(offset, 65536));
+    const digest = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(proxy.port, "127.0.0.1");
+      const hash = createHash("sha256");
+      let head = "";
+      let inBody = false;
+      let remaining = 0;
+      let reads = 0;
+      socket.on("data", (c: Buffer) => {
+        let chunk = c;
+        if (!inBody) {
+          head += c.toString("latin1");
+          const end = head.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          remaining = Number(/content-length: (\d+)/i.exec(head)?.[1]);
+          chunk = c.subarray(c.length - (head.length - end - 4));
+          inBody = true;
+        }
+        hash.update(chunk);
+        remaining -= chunk.length;
+        if (remaining <= 0) {
+          socket.destroy();
+          resolve(hash.digest("hex"));
+        } else if (++reads % 8 === 0) {
+          // read slowly now and then, so that the proxy's writes to us back up
+          socket.pause();
+          setTimeout(() => socket.resume(), 30);
+        }
+      });
+      socket.on("error", reject);
+      socket.write("GET /pattern HTTP/1.1\r\nHost: x\r\n\r\n");
+      // do not read at first: the kernel buffers fill and the proxy's writes start to queue
+      socket.pause();
+      setTimeout(() => socket.resume(), 400);
+    });
+    expect(digest).toBe(expected.digest("hex"));
+  });
+
+  it("de-chunks for an HTTP/1.0 client and closes its connection", async () => {
+    const { text, closed } = await exchange(
+      proxy.port,
+      "GET /chunked HTTP/1.0\r\nAccept-Encoding: x\r\n\r\n",
+    );
+    expect(closed).toBe(true);
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(text).toContain("Connection: close");
+    expect(text.endsWith("\r\n\r\none,two,three")).toBe(true);
+  });
+
+  it("decompresses gzip it asked for, and passes gzip through when the client asked", async () => {
+    const ours = await exchange(proxy.port, "GET /gzip HTTP/1.1\r\nHost: localhost\r\n\r\n", (t) =>
+      t.endsWith("0\r\n\r\n"),
+    );
+    expect(ours.text.toLowerCase()).not.toContain("content-encoding");
+    expect(ours.text).toContain("unzipped text");
+    const theirs = await exchange(
+      proxy.port,
+      "GET /gzip HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    );
+    expect(theirs.text).toMatch(/Content-Encoding: gzip/);
+    expect(theirs.text).not.toContain("unzipped text");
+  });
+
+  it("answers locally, hands a connection over, and rejects bad heads", async () => {
+    const local = await exchange(proxy.port, "HEAD /local HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    expect(local.text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(local.text).toContain("Content-Length: 6\r\n");
+    expect(local.text.endsWith("\r\n\r\n")).toBe(true); // no body for HEAD
+    const handed = await exchange(proxy.port, "GET /handover HTTP/1.1\r\nHost: x\r\n\r\nEXTRA");
+    expect(handed.text.endsWith("EXTRA")).toBe(true);
+    const big = await exchange(proxy.port, `GET / HTTP/1.1\r\nX: ${"a".repeat(20_000)}\r\n\r\n`);
+    expect(big.text).toMatch(/^HTTP\/1\.1 431 /);
+    const garbage = await exchange(proxy.port, "GARBAGE\r\n\r\n");
+    expect(garbage.text).toMatch(/^HTTP\/1\.1 400 /);
+    const te = await exchange(proxy.port, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n");
+    expect(te.text).toMatch(/^HTTP\/1\.1 501 /);
+  });
+
+  it("answers 100 Continue when forwarding, and closes instead of waiting for a refused body", async () => {
+    const socket = net.connect(proxy.port, "127.0.0.1");
+    let text = "";
+    socket.on("data", (c: Buffer) => {
+      text += c.toString("latin1");
+      if (text === "HTTP/1.1 100 Continue\r\n\r\n") socket.write("hello");
+    });
+    socket.write("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    const deadline = Date.now() + 10_000;
+    while (!text.includes("}") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    socket.destroy();
+    expect(text.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")).toBe(true);
+    expect(text).toContain('"bytes":5');
+    const refused = await exchange(
+      proxy.port,
+      "PUT /local HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    expect(refused.closed).toBe(true);
+    expect(refused.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*Connection: close\r\n\r\nlocal\n$/);
+  });
+
+  it("closes the upstream connection when the client goes away mid-response", async () => {
+    const before = foreverClosed;
+    const socket = net.connect(proxy.port, "127.0.0.1");
+    await new Promise<void>((resolve) => {
+      socket.once("data", () => resolve());
+      socket.write("GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
+    });
+    socket.destroy();
+    const deadline = Date.now() + 10_000;
+    while (foreverClosed === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(foreverClosed).toBe(before + 1);
+    const last = proxy.results.at(-1);
+    expect(last?.clientAborted).toBe(true);
+  });
+
+  it("answers 500 with Go's text when the upstream is down", async () => {
+    const gone = net.createServer();
+    const port = await listen(gone);
+    await new Promise<void>((r) => gone.close(() => r()));
+    const down = await startProxy(port);
+    const { text } = await exchange(down.port, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n", (t) =>
+      t.includes("refused\n"),
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 500 /);
+    expect(text).toContain(`dial tcp 127.0.0.1:${port}: connect: connection refused\n`);
+  });
+});
+
+describe("upstream pool", () => {
+  it("retries an idempotent request on a fresh connection when a kept-alive one was closed, not a POST", async () => {
+    // An upstream that answers the first request of each connection and drops the connection on the second.
+    const raw = net.createServer((socket) => {
+      let served = 0;
+      let buf = "";
+      socket.on("data", (c: Buffer) => {
+        buf += c.toString("latin1");
+        while (buf.includes("\r\n\r\n")) {
+          const end = buf.indexOf("\r\n\r\n") + 4;
+          const head = buf.slice(0, end);
+          const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+          if (buf.length < end + length) return;
+          buf = buf.slice(end + length);
+          if (served++ > 0) {
+            socket.destroy();
+            return;
+          }
+          socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+      });
+      socket.on("error", () => {});
+    });
+    const t = tracked(raw);
+    const port = await listen(raw);
+    const proxy = await startProxy(port);
+    const get = () =>
+      exchange(proxy.port, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").then((r) => r.text);
+    expect(await get()).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*ok$/);
+    expect(await get()).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*ok$/); // reused → dropped → retried
+    expect(t.accepted()).toBe(2);
+    const post = await exchange(
+      proxy.port,
+      "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    expect(post.text).toMatch(/^HTTP\/1\.1 500 /); // not replayed
+    expect(post.text).toContain("EOF\n");
+  });
+
+  it("skips informational answers and parses a response head split across reads", async () => {
+    const raw = net.createServer((socket) => {
+      socket.once("data", () => {
+        socket.write("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-Part: one\r\nContent-");
+        // long enough to overwrite the first read's bytes if they were kept in the read buffer
+        setTimeout(() => socket.write(`Length: 2\r\nX-Pad: ${"p".repeat(200)}\r\n\r\nok`), 50);
+      });
+      socket.on("error", () => {});
+    });
+    tracked(raw);
+    const proxy = await startProxy(await listen(raw));
+    const { text } = await exchange(proxy.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    expect(text).toMatch(
+      /^HTTP\/1\.1 200 OK\r\nX-Part: one\r\nContent-Length: 2\r\nX-Pad: p{200}\r\nConnection: close\r\n\r\nok$/,
+    );
+  });
+
+  it("keeps the number of upstream connections bounded by the concurrency (no leak)", async () => {
+    const proxy = await startProxy(upstreamPort);
+    const before = upstream.accepted();
+    const one = () =>
+      exchange(proxy.port, "GET /n HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").then((r) => {
+        expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+      });
+    for (let round = 0; round < 25; round++) await Promise.all([one(), one(), one(), one()]);
+    expect(upstream.accepted() - before).toBeLessThanOrEqual(4);
+    expect(proxy.pool.size).toBeLessThanOrEqual(4);
+    expect(proxy.server.connectionCount).toBeLessThanOrEqual(4);
+  });
+});
