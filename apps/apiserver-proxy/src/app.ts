@@ -55,6 +55,8 @@ export interface ApiserverProxyOptions {
   adminRoutes?: Record<string, AdminRoute>;
   /** An extra readiness condition (e.g. every --workers process is ready). */
   alsoReady?: () => boolean;
+  /** "fast" (default): the lean HTTP/1.1 path; "node": node:https and undici. */
+  engine?: "fast" | "node";
 }
 
 export interface RunningApiserverProxy {
@@ -181,6 +183,7 @@ export async function startApiserverProxy(options: ApiserverProxyOptions): Promi
     kubeletDispatcher,
     upgradeTls: { insecure: insecureTls, kubelet: kubeletTls },
     rewriteHtml: options.rewriteHtml !== false,
+    ...(options.engine !== undefined ? { engine: options.engine } : {}),
     metrics,
     logger,
     ...(options.accessLog !== undefined ? { accessLog: options.accessLog } : {}),

@@ -4,7 +4,6 @@
  * webhook authenticator/authorizer cache them.
  */
 import { createHash } from "node:crypto";
-import type { IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
 import { type Clock, errorMessage, KproxyError, systemClock } from "@kproxy/core";
 import { type Dispatcher, request } from "undici";
@@ -41,6 +40,12 @@ export interface ReviewConnection {
   dispatcher(): Promise<Dispatcher>;
   applyAuth(headers: Record<string, string | string[] | undefined>): Promise<void>;
   invalidateCredentials?(): void;
+}
+
+/** What authentication looks at: the client connection (its TLS certificate) and the Authorization header. */
+export interface AuthRequest {
+  socket: unknown;
+  headers: { authorization?: string | undefined };
 }
 
 const AUTHENTICATED = "system:authenticated";
@@ -186,7 +191,7 @@ export class Authenticator {
   }
 
   /** The user, or undefined (401). Rejects with REVIEW_FAILED when the TokenReview itself failed. */
-  authenticate(req: IncomingMessage): UserInfo | undefined | Promise<UserInfo | undefined> {
+  authenticate(req: AuthRequest): UserInfo | undefined | Promise<UserInfo | undefined> {
     if (this.options.clientCertificates) {
       const user = this.certificateUser(req.socket as TLSSocket);
       if (user !== null) return user;

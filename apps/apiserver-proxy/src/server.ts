@@ -5,20 +5,34 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { errorMessage, KproxyError, type Logger, silentLogger } from "@kproxy/core";
 import {
   appendForwardedFor,
+  bodyFraming,
   buildUpstreamHeaders,
+  CORS_RESPONSE_HEADERS,
   escapeGoPath,
+  type FastConnection,
+  type FastForwardResult,
+  FastHttpServer,
   type FlatHeaders,
   type ForwardResult,
   forwardedUri,
   forwardHttp,
+  isRewritableEncoding,
+  isUpgradeRequest,
+  mediaTypeOf,
+  type RequestHead,
+  type ResponseBodyRewrite,
+  type RewriteContext,
   requestBody,
+  rewriteHtmlBody,
+  rewriteLocation,
   rewritingDispatcher,
   tunnelUpgrade,
+  UpstreamPool,
 } from "@kproxy/transport";
 import type { Dispatcher } from "undici";
 import {
@@ -38,6 +52,7 @@ import {
   sendRawStatus,
   sendStatus,
   statusFromError,
+  statusText,
   UNAUTHORIZED,
 } from "./status.js";
 import type { Target, TargetResolver } from "./targets.js";
@@ -83,6 +98,47 @@ export interface ProxyServerOptions {
   metrics: ProxyMetrics;
   logger?: Logger;
   accessLog?: (entry: AccessLogEntry) => void;
+  /**
+   * "fast" (default): the lean HTTP/1.1 path of @kproxy/transport (FastHttpServer, a keep-alive
+   * UpstreamPool per endpoint). "node": node:https and undici (the dispatchers above).
+   */
+  engine?: "fast" | "node";
+}
+
+/** What admission, tunnels and the access log need of a request, whichever server parsed it. */
+interface RequestInfo {
+  method: string;
+  url: string;
+  rawHeaders: readonly string[];
+  socket: Socket | Duplex;
+  clientIp: string | undefined;
+  authorization: string | undefined;
+  host: string | undefined;
+}
+
+function infoOf(req: IncomingMessage): RequestInfo {
+  return {
+    method: req.method ?? "GET",
+    url: req.url ?? "/",
+    rawHeaders: req.rawHeaders,
+    socket: req.socket,
+    clientIp: clientIpOf(req.socket),
+    authorization: req.headers.authorization,
+    host: req.headers.host,
+  };
+}
+
+const JSON_HEADER_LINES = "Content-Type: application/json\r\nCache-Control: no-cache, private\r\n";
+const MAX_HTML_BYTES = 16 * 1024 * 1024;
+const CORS = new Set(CORS_RESPONSE_HEADERS);
+/** Upstream keep-alive connections unused this long are closed (as the undici Agent's keepAliveTimeout). */
+const UPSTREAM_IDLE_MS = 30_000;
+/** Pools of endpoints not used for this long (and without connections) are dropped. */
+const POOL_IDLE_MS = 120_000;
+
+/** Answers a lean-path request with a Status (no body for HEAD). */
+function respondStatus(c: FastConnection, status: KubeStatus): void {
+  c.respond(status.code, JSON_HEADER_LINES, statusText(status));
 }
 
 const SECRET_QUERY = /^(access_token|token|password|secret|client_secret|api_key|apikey|key|signature|sig)$/i;
@@ -135,15 +191,37 @@ const DROP_AUTH: ReadonlySet<string> = new Set(["authorization"]);
 type Admitted = { request: ProxyRequest; user: UserInfo; target: Target };
 
 export class ProxyServer {
-  private readonly server: https.Server;
+  private readonly server: NetServer;
+  private readonly nodeServer: https.Server | undefined;
+  private readonly fast: FastHttpServer | undefined;
+  /** Lean path: a keep-alive pool per endpoint (scheme, address, port, TLS identity). */
+  private readonly pools = new Map<string, { pool: UpstreamPool; usedAt: number }>();
+  private poolSweeper: NodeJS.Timeout | undefined;
   private readonly logger: Logger;
   private readonly inflight = new Set<ServerResponse>();
+  private fastInflight = 0;
   private readonly upgraded = new Set<Duplex>();
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.logger = options.logger ?? silentLogger;
-    this.server = https.createServer({
+    if (options.engine !== "node") {
+      this.fast = new FastHttpServer({
+        tls: {
+          cert: options.tls.cert,
+          key: options.tls.key,
+          ...(options.clientCa !== undefined
+            ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: false }
+            : {}),
+        },
+        maxHeaderBytes: 1 << 20,
+        idleTimeoutMs: 60_000,
+        onRequest: (c, head) => this.onFastRequest(c, head),
+      });
+      this.server = this.fast.server;
+      return;
+    }
+    const server = https.createServer({
       cert: options.tls.cert,
       key: options.tls.key,
       ...(options.clientCa !== undefined
@@ -155,13 +233,20 @@ export class ProxyServer {
       keepAliveTimeout: 60_000,
       noDelay: true,
     });
-    this.server.on("request", (req, res) => this.onRequest(req, res));
-    this.server.on("upgrade", (req, socket, head) => this.onUpgrade(req, socket, head));
-    this.server.on("clientError", (_err: Error, socket: Duplex) => {
+    server.on("request", (req, res) => this.onRequest(req, res));
+    server.on("upgrade", (req, socket, head) => this.onUpgrade(req, socket, head));
+    server.on("clientError", (_err: Error, socket: Duplex) => {
       if (socket.writable) sendRawStatus(socket, failure(400, "BadRequest", "malformed HTTP request"));
       else socket.destroy();
     });
-    this.server.on("tlsClientError", () => {});
+    server.on("tlsClientError", () => {});
+    this.nodeServer = server;
+    this.server = server;
+  }
+
+  /** Which engine serves. */
+  get engine(): "fast" | "node" {
+    return this.fast !== undefined ? "fast" : "node";
   }
 
   get port(): number {
@@ -194,15 +279,26 @@ export class ProxyServer {
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then cuts the rest. */
   close(graceMs = 10_000): Promise<void> {
     this.closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      this.server.closeIdleConnections();
+      const closed = this.server.listening
+        ? new Promise<void>((resolve) => this.server.close(() => resolve()))
+        : Promise.resolve();
+      const fast = this.fast;
+      const node = this.nodeServer;
+      fast?.startClosing();
+      node?.closeIdleConnections();
+      const busy = () => (fast !== undefined ? this.fastInflight > 0 : this.inflight.size > 0);
       const deadline = Date.now() + graceMs;
-      while (this.inflight.size > 0 && Date.now() < deadline) {
+      while (busy() && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25));
-        this.server.closeIdleConnections();
+        node?.closeIdleConnections();
+        fast?.closeIdle();
       }
       for (const socket of this.upgraded) socket.destroy();
-      this.server.closeAllConnections();
+      fast?.closeAll();
+      node?.closeAllConnections();
+      if (this.poolSweeper !== undefined) clearInterval(this.poolSweeper);
+      for (const { pool } of this.pools.values()) pool.destroy();
+      this.pools.clear();
       await closed;
     })();
     return this.closing;
@@ -215,11 +311,11 @@ export class ProxyServer {
    * returns undefined when it goes no further.
    */
   private async admit(
-    req: IncomingMessage,
+    req: RequestInfo,
     reject: (status: KubeStatus, user: string, kind: string) => void,
   ): Promise<Admitted | undefined> {
-    const method = req.method ?? "GET";
-    const parsed = parseProxyPath(req.url ?? "/");
+    const method = req.method;
+    const parsed = parseProxyPath(req.url);
     if (!parsed.ok) {
       reject(
         parsed.status === 400 ? failure(400, "BadRequest", "malformed request path") : NOT_FOUND,
@@ -235,7 +331,10 @@ export class ProxyServer {
     }
     let user: UserInfo | undefined;
     try {
-      const u = this.options.authenticator.authenticate(req);
+      const u = this.options.authenticator.authenticate({
+        socket: req.socket,
+        headers: { authorization: req.authorization },
+      });
       user = u instanceof Promise ? await u : u;
     } catch (err) {
       this.logger.error("authentication failed", { error: errorMessage(err) });
@@ -289,7 +388,7 @@ export class ProxyServer {
       return undefined;
     }
     try {
-      const clientAddress = clientIpOf(req.socket);
+      const clientAddress = req.clientIp;
       const t = this.options.resolver.resolve(request.kind, request.namespace ?? "", request.id, {
         ...(clientAddress !== undefined ? { clientAddress } : {}),
       });
@@ -314,14 +413,15 @@ export class ProxyServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
-    const method = req.method ?? "GET";
+    const info = infoOf(req);
+    const method = info.method;
     const head = method === "HEAD";
     let rejected = false;
-    const admitted = await this.admit(req, (status, user, kind) => {
+    const admitted = await this.admit(info, (status, user, kind) => {
       rejected = true;
       req.resume();
       sendStatus(res, status, head);
-      this.finish(req, {
+      this.finish(info, {
         status: status.code,
         user,
         kind,
@@ -340,7 +440,7 @@ export class ProxyServer {
         const location = `${request.rawPath}/${request.rawQuery !== "" ? `?${request.rawQuery}` : ""}`;
         res.writeHead(301, { Location: location, "Content-Length": "0" });
         res.end();
-        this.finish(req, {
+        this.finish(info, {
           status: 301,
           user: user.username,
           kind: request.kind,
@@ -360,7 +460,7 @@ export class ProxyServer {
       requestGzip: true,
       drop: DROP_AUTH,
     });
-    if (hasImpersonation(req)) withoutCredentials(up.headers);
+    if (hasImpersonation(req.rawHeaders)) withoutCredentials(up.headers);
     const prepend = pathPrepend(request.requestPath, backendPath);
     up.headers.push("X-Forwarded-Uri", forwardedUri(prepend, backendPath));
     const body = requestBody(req);
@@ -434,7 +534,7 @@ export class ProxyServer {
         });
       });
     const { result, target: last } = await attempt(target);
-    this.finish(req, {
+    this.finish(info, {
       status: res.statusCode,
       user: user.username,
       kind: request.kind,
@@ -462,10 +562,298 @@ export class ProxyServer {
     this.logger.warn("upstream failed", { target: t.label, endpoint: t.hostPort, error: error.message });
   }
 
+  // ------------------------------------------------------------------ lean path
+
+  private onFastRequest(c: FastConnection, head: RequestHead): void {
+    const started = performance.now();
+    const h = head.headers;
+    let authorization: string | undefined;
+    let host: string | undefined;
+    let hosts = 0;
+    let connectionUpgrade = false;
+    let upgradeHeader = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i] as string;
+      const n = name.length;
+      if (n === 4 && name.toLowerCase() === "host") {
+        host ??= h[i + 1] as string;
+        hosts++;
+      } else if (n === 13 && authorization === undefined && name.toLowerCase() === "authorization") {
+        authorization = h[i + 1] as string;
+      } else if (n === 10 && !connectionUpgrade && name.toLowerCase() === "connection") {
+        connectionUpgrade = isUpgradeRequest(h[i + 1] as string);
+      } else if (n === 7 && name.toLowerCase() === "upgrade") upgradeHeader = true;
+    }
+    const info: RequestInfo = {
+      method: head.method,
+      url: head.target,
+      rawHeaders: h,
+      socket: c.socket,
+      clientIp: c.clientIp,
+      authorization,
+      host,
+    };
+    if ((hosts === 0 && head.minor >= 1) || hosts > 1) {
+      // As Node's and Go's servers: a request without exactly one Host header is malformed.
+      respondStatus(c, failure(400, "BadRequest", "malformed HTTP request"));
+      this.finish(info, { status: 400, user: "", kind: "none", started, bytes: 0, upgrade: false });
+      return;
+    }
+    if (connectionUpgrade && upgradeHeader) {
+      const { socket, head: early } = c.detach();
+      this.upgrade(info, socket, early, started);
+      return;
+    }
+    this.fastInflight++;
+    this.options.metrics.inflight.inc();
+    let done = false;
+    const end = () => {
+      if (done) return;
+      done = true;
+      this.fastInflight--;
+      this.options.metrics.inflight.dec();
+    };
+    this.fastHandle(c, head, info, started, end).catch((err: unknown) => {
+      this.logger.error("request failed", { error: errorMessage(err) });
+      respondStatus(c, statusFromError(err));
+      end();
+    });
+  }
+
+  private async fastHandle(
+    c: FastConnection,
+    head: RequestHead,
+    info: RequestInfo,
+    started: number,
+    end: () => void,
+  ): Promise<void> {
+    const method = info.method;
+    let rejected = false;
+    const admitted = await this.admit(info, (status, user, kind) => {
+      rejected = true;
+      respondStatus(c, status);
+      this.finish(info, {
+        status: status.code,
+        user,
+        kind,
+        started,
+        bytes: 0,
+        upgrade: false,
+        error: status.message,
+      });
+      end();
+    });
+    if (admitted === undefined || rejected) return;
+    const { request, user, target } = admitted;
+    let backendPath = request.backendPath;
+    if (backendPath === "") {
+      if (method === "GET" || method === "HEAD") {
+        const location = `${request.rawPath}/${request.rawQuery !== "" ? `?${request.rawQuery}` : ""}`;
+        c.respond(301, `Location: ${location}\r\n`, "");
+        this.finish(info, {
+          status: 301,
+          user: user.username,
+          kind: request.kind,
+          started,
+          bytes: 0,
+          upgrade: false,
+        });
+        end();
+        return;
+      }
+      backendPath = "/";
+    }
+    const upstreamPath = `${escapeGoPath(backendPath)}${request.rawQuery !== "" ? `?${request.rawQuery}` : ""}`;
+    const requestHost = info.host ?? "";
+    const up = buildUpstreamHeaders(head.headers, method, {
+      host: requestHost,
+      clientIp: c.clientIp,
+      requestGzip: true,
+      drop: DROP_AUTH,
+    });
+    if (hasImpersonation(head.headers)) withoutCredentials(up.headers);
+    const prepend = pathPrepend(request.requestPath, backendPath);
+    up.headers.push("X-Forwarded-Uri", forwardedUri(prepend, backendPath));
+    let hasBody = true;
+    try {
+      hasBody = bodyFraming(head.headers, true).kind !== "none";
+    } catch {
+      // (the server validated the framing already)
+    }
+    const retryable = !hasBody && IDEMPOTENT.has(method) && target.endpoint !== undefined;
+    const tried = new Set<string>();
+    let retried = false;
+    const attempt = (t: Target): void => {
+      if (t.endpoint !== undefined) {
+        tried.add(t.endpoint.key);
+        t.endpoint.pool.balancer.onStart(t.endpoint.key);
+      }
+      let upstreamStatus = 0;
+      const context: RewriteContext = { pathPrepend: prepend, backendHost: t.hostPort, requestHost };
+      const attemptOver = (code: number, ok: boolean) => {
+        if (t.endpoint !== undefined) {
+          t.endpoint.pool.balancer.onFinish(t.endpoint.key);
+          if (ok) t.endpoint.pool.health.reportSuccess(t.endpoint.key);
+        }
+        this.options.metrics.upstreamRequests.inc({ target: t.label, endpoint: t.hostPort, code });
+      };
+      c.forward({
+        pool: this.poolFor(t),
+        method,
+        path: upstreamPath,
+        headers: up.headers,
+        requestedGzip: up.requestedGzip,
+        onResponseHead: (status, headers) => {
+          upstreamStatus = status;
+          return this.rewriteResponseHead(headers, context, up.requestedGzip, t);
+        },
+        onError: (conn, error) => {
+          this.upstreamFailed(t, error);
+          if (
+            retryable &&
+            !retried &&
+            (error.code === "UPSTREAM_UNREACHABLE" || error.code === "UPSTREAM_RESET")
+          ) {
+            const next =
+              this.options.resolver.retryTarget(t, request.namespace ?? "", request.id, tried) ??
+              (error.code === "UPSTREAM_RESET" ? t : undefined);
+            if (next !== undefined) {
+              retried = true;
+              attemptOver(0, false);
+              this.options.metrics.retries.inc({ target: t.label });
+              this.logger.info("retrying on another endpoint", {
+                target: t.label,
+                endpoint: t.hostPort,
+                error: error.message,
+              });
+              attempt(next);
+              return;
+            }
+          }
+          respondStatus(conn, statusFromError(error));
+        },
+        onDone: (_conn, result: FastForwardResult) => {
+          attemptOver(upstreamStatus, result.error === undefined);
+          this.finish(info, {
+            status: result.status,
+            user: user.username,
+            kind: request.kind,
+            target: t.label,
+            endpoint: t.hostPort,
+            started,
+            bytes: result.upstreamBytes,
+            upgrade: false,
+            retried,
+            ...(result.error !== undefined
+              ? { error: result.error.message }
+              : result.clientAborted
+                ? { error: "client disconnected" }
+                : {}),
+          });
+          end();
+        },
+      });
+    };
+    attempt(target);
+  }
+
+  /**
+   * The rewriting transport on the lean path: CORS headers removed and Location rewritten in
+   * place; for text/html (plain, gzip, deflate) a body rewrite. Throws REWRITE_LOCATION_INVALID.
+   */
+  private rewriteResponseHead(
+    headers: string[],
+    context: RewriteContext,
+    requestedGzip: boolean,
+    t: Target,
+  ): ResponseBodyRewrite | undefined {
+    let contentType: string | undefined;
+    let encoding: string | undefined;
+    let location = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const lower = (headers[i] as string).toLowerCase();
+      if (CORS.has(lower)) {
+        headers.splice(i, 2);
+        i -= 2;
+      } else if (lower === "location") {
+        const value = headers[i + 1] as string;
+        if (!location && value !== "") {
+          location = true;
+          headers[i + 1] = rewriteLocation(value, context);
+        }
+      } else if (lower === "content-type") contentType ??= headers[i + 1] as string;
+      else if (lower === "content-encoding") encoding ??= headers[i + 1] as string;
+    }
+    if (location || !this.options.rewriteHtml || mediaTypeOf(contentType) !== "text/html") return undefined;
+    if (!isRewritableEncoding(encoding)) {
+      this.logger.debug("HTML not rewritten", {
+        reason: `content encoding ${JSON.stringify(encoding)} is not rewritten`,
+        target: t.label,
+      });
+      return undefined;
+    }
+    return {
+      maxBytes: MAX_HTML_BYTES,
+      rewrite: (body, hs) => {
+        const decodeOnly = encoding === "gzip" && requestedGzip;
+        const out = rewriteHtmlBody(body, encoding ?? "", context, { decodeOnly });
+        if (decodeOnly) {
+          for (let i = 0; i < hs.length; i += 2) {
+            if ((hs[i] as string).toLowerCase() === "content-encoding") {
+              hs.splice(i, 2);
+              i -= 2;
+            }
+          }
+        }
+        return out;
+      },
+      onSkip: (reason) => this.logger.debug("HTML not rewritten", { reason, target: t.label }),
+    };
+  }
+
+  /** The keep-alive pool of one endpoint (created on first use, dropped when long unused). */
+  private poolFor(t: Target): UpstreamPool {
+    const key = `${t.kubelet ? "kubelet+" : ""}${t.scheme}://${t.hostPort}#${t.serverName ?? ""}`;
+    const now = Date.now();
+    const entry = this.pools.get(key);
+    if (entry !== undefined) {
+      entry.usedAt = now;
+      return entry.pool;
+    }
+    const base = t.kubelet ? this.options.upgradeTls.kubelet : this.options.upgradeTls.insecure;
+    const tlsOptions =
+      t.scheme === "https"
+        ? { ...base, ...(t.serverName !== undefined ? { servername: t.serverName } : {}) }
+        : undefined;
+    const pool = new UpstreamPool({
+      host: t.address,
+      port: t.port,
+      target: t.hostPort,
+      idleTimeoutMs: UPSTREAM_IDLE_MS,
+      ...(tlsOptions !== undefined ? { tls: () => Promise.resolve(tlsOptions) } : {}),
+    });
+    this.pools.set(key, { pool, usedAt: now });
+    this.poolSweeper ??= setInterval(() => this.sweepPools(), 30_000).unref();
+    return pool;
+  }
+
+  private sweepPools(): void {
+    const limit = Date.now() - POOL_IDLE_MS;
+    for (const [key, entry] of this.pools) {
+      if (entry.usedAt < limit && entry.pool.size === 0) {
+        entry.pool.close();
+        this.pools.delete(key);
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ upgrades
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const started = performance.now();
+    this.upgrade(infoOf(req), socket, head, performance.now());
+  }
+
+  private upgrade(req: RequestInfo, socket: Duplex, head: Buffer, started: number): void {
     socket.on("error", () => {});
     this.upgraded.add(socket);
     this.options.metrics.tunnels.inc();
@@ -476,7 +864,7 @@ export class ProxyServer {
     void this.tunnel(req, socket, head, started);
   }
 
-  private async tunnel(req: IncomingMessage, socket: Duplex, head: Buffer, started: number): Promise<void> {
+  private async tunnel(req: RequestInfo, socket: Duplex, head: Buffer, started: number): Promise<void> {
     let rejected = false;
     const admitted = await this.admit(req, (status, user, kind) => {
       rejected = true;
@@ -509,7 +897,7 @@ export class ProxyServer {
       }
       flat.push(name, req.rawHeaders[i + 1] as string);
     }
-    const ip = clientIpOf(socket);
+    const ip = req.clientIp;
     if (ip !== undefined) flat.push("X-Forwarded-For", appendForwardedFor(xff, ip));
     else if (xff !== undefined) for (const v of xff) flat.push("X-Forwarded-For", v);
     if (target.endpoint !== undefined) target.endpoint.pool.balancer.onStart(target.endpoint.key);
@@ -517,7 +905,7 @@ export class ProxyServer {
     const result = await tunnelUpgrade({
       client: socket,
       head,
-      method: req.method ?? "GET",
+      method: req.method,
       path,
       headers: flat,
       target: target.hostPort,
@@ -565,7 +953,7 @@ export class ProxyServer {
   // ------------------------------------------------------------------ accounting
 
   private finish(
-    req: IncomingMessage,
+    req: RequestInfo,
     info: {
       status: number;
       user: string;
@@ -580,7 +968,7 @@ export class ProxyServer {
     },
   ): void {
     const seconds = (performance.now() - info.started) / 1000;
-    const method = req.method ?? "";
+    const method = req.method;
     const m = this.options.metrics;
     m.requests.inc({
       kind: info.kind,
@@ -592,10 +980,10 @@ export class ProxyServer {
     if (sink === undefined) return;
     const entry: AccessLogEntry = {
       time: new Date().toISOString(),
-      client: clientIpOf(req.socket) ?? "-",
+      client: req.clientIp ?? "-",
       user: info.user,
       method,
-      path: redactQuery(req.url ?? ""),
+      path: redactQuery(req.url),
       status: info.status,
       kind: info.kind,
       bytes: info.bytes,
@@ -614,9 +1002,9 @@ export class ProxyServer {
   }
 }
 
-function hasImpersonation(req: IncomingMessage): boolean {
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i] as string;
+function hasImpersonation(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
     if (name.length > 12 && name.toLowerCase().startsWith("impersonate-")) return true;
   }
   return false;

@@ -68,6 +68,9 @@ export function statusFromError(err: unknown): KubeStatus {
         typeof d.kind === "string" ? { name: String(d.name ?? ""), kind: d.kind } : undefined;
       return failure(d.status, d.reason, err.message, details);
     }
+    // (The lean path reports rewriting failures as they are; forwardHttp wraps them.)
+    if (err.code === REWRITE_ERROR_CODES.locationInvalid) return internalError(err.message);
+    if (err.code === REWRITE_ERROR_CODES.htmlFailed) return failure(500, "", err.message);
     if (err.code.startsWith("UPSTREAM_")) {
       const cause = (err as KproxyError).cause;
       if (isKproxyError(cause) && cause.code === REWRITE_ERROR_CODES.locationInvalid)

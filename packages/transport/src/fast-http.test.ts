@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as net from "node:net";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FastForwardResult, FastHttpServer, UpstreamPool } from "./fast-http.js";
 import { buildUpstreamHeaders } from "./headers.js";
@@ -434,5 +434,141 @@ describe("upstream pool", () => {
     expect(upstream.accepted() - before).toBeLessThanOrEqual(4);
     expect(proxy.pool.size).toBeLessThanOrEqual(4);
     expect(proxy.server.connectionCount).toBeLessThanOrEqual(4);
+  });
+});
+
+describe("fast HTTP path: answers decided later, response rewrites, retries elsewhere", () => {
+  let port: number;
+  let deadPort: number;
+  beforeAll(async () => {
+    const backend = http.createServer((req, res) => {
+      let bytes = 0;
+      req.on("data", (c: Buffer) => {
+        bytes += c.length;
+      });
+      req.on("end", () => {
+        if (req.url === "/page") {
+          res.writeHead(200, {
+            "Content-Type": "text/html",
+            Location: "/elsewhere",
+            "Access-Control-Allow-Origin": "*",
+          });
+          res.end("<a href='/x'>x</a>");
+          return;
+        }
+        if (req.url === "/html") {
+          res.writeHead(200, { "Content-Type": "text/html", "Content-Encoding": "gzip" });
+          // chunked: no Content-Length
+          res.write(gzipSync("<p>hello</p>"));
+          res.end();
+          return;
+        }
+        res.writeHead(200, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ method: req.method, url: req.url, bytes }));
+      });
+    });
+    tracked(backend);
+    const upstreamPort = await listen(backend);
+    // A port with nothing listening: connections are refused.
+    const probe = net.createServer();
+    deadPort = await listen(probe);
+    await new Promise<void>((r) => probe.close(() => r()));
+    const good = new UpstreamPool({ host: "127.0.0.1", port: upstreamPort, target: "good" });
+    const dead = new UpstreamPool({ host: "127.0.0.1", port: deadPort, target: `127.0.0.1:${deadPort}` });
+    const server = new FastHttpServer({
+      idleTimeoutMs: 300,
+      onRequest: (conn, head) => {
+        // Decided after the request body has arrived (as after an asynchronous authorization).
+        setTimeout(() => {
+          let tries = 0;
+          conn.forward({
+            pool: head.target === "/retry" ? dead : good,
+            method: head.method,
+            path: head.target,
+            headers: ["Host", "backend"],
+            requestedGzip: true,
+            onResponseHead: (_status, headers) => {
+              for (let i = 0; i < headers.length; i += 2) {
+                const lower = (headers[i] as string).toLowerCase();
+                if (lower === "location") headers[i + 1] = `/prefix${headers[i + 1]}`;
+                if (lower === "access-control-allow-origin") {
+                  headers.splice(i, 2);
+                  i -= 2;
+                }
+              }
+              if (head.target === "/html" || head.target === "/page") {
+                return {
+                  maxBytes: head.target === "/page" ? 4 : 1 << 20,
+                  rewrite: (body, hs) => {
+                    const i = hs.findIndex((h) => h.toLowerCase() === "content-encoding");
+                    if (i >= 0) hs.splice(i, 2);
+                    return Buffer.from(gunzipText(body).toUpperCase());
+                  },
+                };
+              }
+              return undefined;
+            },
+            onError: (c, error) => {
+              if (tries++ === 0) {
+                c.forward({
+                  pool: good,
+                  method: head.method,
+                  path: "/retried",
+                  headers: ["Host", "backend"],
+                  requestedGzip: false,
+                  onError: (c2, e2) => c2.respond(502, "", e2.message),
+                });
+                return;
+              }
+              c.respond(502, "", error.message);
+            },
+          });
+        }, 30);
+      },
+    });
+    port = await listen(server.server);
+    closers.push(() => {
+      server.closeAll();
+      good.destroy();
+      dead.destroy();
+      return new Promise<void>((r) => server.server.close(() => r()));
+    });
+  });
+
+  function gunzipText(b: Buffer): string {
+    return b[0] === 0x1f ? gunzipSync(b).toString() : b.toString();
+  }
+
+  it("forwards a body that was read before the answer was decided, with its Content-Length", async () => {
+    const r = await exchange(
+      port,
+      "POST /echo HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(r.text).toContain('"bytes":5');
+  });
+
+  it("edits response headers, rewrites a whole body with an exact length, streams one too large", async () => {
+    const html = await exchange(port, "GET /html HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n");
+    expect(html.text).toContain("Content-Length: 12\r\n");
+    expect(html.text).not.toMatch(/content-encoding|transfer-encoding/i);
+    expect(html.text.endsWith("\r\n\r\n<P>HELLO</P>")).toBe(true);
+    // Larger than maxBytes: relayed as it is, headers still edited.
+    const page = await exchange(port, "GET /page HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n");
+    expect(page.text).toContain("Location: /prefix/elsewhere\r\n");
+    expect(page.text).not.toMatch(/access-control-allow-origin/i);
+    expect(page.text).toContain("<a href='/x'>x</a>");
+  });
+
+  it("lets onError forward the request again (a retry on another upstream)", async () => {
+    const r = await exchange(port, "GET /retry HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n");
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(r.text).toContain('"url":"/retried"');
+  });
+
+  it("closes a connection that stays idle longer than idleTimeoutMs", async () => {
+    const r = await exchange(port, "GET /echo HTTP/1.1\r\nHost: p\r\n\r\n");
+    expect(r.closed).toBe(true);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
   });
 });

@@ -309,6 +309,28 @@ export interface FastForward {
   onError: (conn: FastConnection, error: KproxyError) => void;
   /** Called once when the exchange is over. */
   onDone?: (conn: FastConnection, result: FastForwardResult) => void;
+  /**
+   * Sees the upstream response head (final statuses only) before anything is written to the
+   * client, and may edit `headers` (name, value, … as received) in place: rewrite Location,
+   * remove headers. Throwing a KproxyError fails the exchange as an upstream failure (onError
+   * answers). Returning a `ResponseBodyRewrite` buffers the body (when it has one) and sends what
+   * `rewrite` makes of it with an exact Content-Length.
+   */
+  onResponseHead?: (status: number, headers: string[]) => ResponseBodyRewrite | undefined;
+}
+
+/** A whole-body transformation of one response (see FastForward.onResponseHead). */
+export interface ResponseBodyRewrite {
+  /** Larger bodies are relayed as they are (streamed from that point on). */
+  maxBytes: number;
+  /**
+   * The whole body as received (framing removed, Content-Encoding kept) → the body to send. May
+   * edit `headers` (e.g. drop Content-Encoding after decoding). Throwing a KproxyError answers
+   * through onError instead.
+   */
+  rewrite: (body: Buffer, headers: string[]) => Buffer;
+  /** Called when the body is relayed unrewritten because it is larger than maxBytes. */
+  onSkip?: (reason: string) => void;
 }
 
 export interface FastHttpServerOptions {
@@ -318,6 +340,30 @@ export interface FastHttpServerOptions {
   maxHeaderBytes?: number;
   /** Called for each request head, in order per connection: answer with respond, forward or detach. */
   onRequest: (conn: FastConnection, head: RequestHead) => void;
+  /**
+   * Close a client connection that has no request in progress and sent nothing for this long
+   * (idle keep-alive connections, heads that never complete). Default: no limit.
+   */
+  idleTimeoutMs?: number;
+}
+
+/** A response's header lines for the client: hop-by-hop and Connection-named headers dropped. */
+function responseHeaderLines(
+  headers: readonly string[],
+  tokens: Set<string> | undefined,
+  dropLength: boolean,
+  dropEncoding: boolean,
+): string {
+  let text = "";
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP_HEADERS.has(lower) || tokens?.has(lower)) continue;
+    if (dropLength && lower === "content-length") continue;
+    if (dropEncoding && lower === "content-encoding") continue;
+    text += `${name}: ${headers[i + 1]}\r\n`;
+  }
+  return text;
 }
 
 const GUNZIP_OPTIONS = { flush: zlibConstants.Z_SYNC_FLUSH, finishFlush: zlibConstants.Z_SYNC_FLUSH };
@@ -363,6 +409,9 @@ export class FastConnection implements UpstreamOwner {
 
   // request body
   private bodyMode = BODY_NONE;
+  /** The request's framing as received (bodyMode changes as the body is consumed). */
+  private reqFraming = BODY_NONE;
+  private reqLength = 0;
   private bodyRemaining = 0;
   private bodyScanner: ChunkedScanner | undefined;
   private bodyDone = true;
@@ -396,6 +445,19 @@ export class FastConnection implements UpstreamOwner {
   /** A decompressor saw bytes of the current read (it may still hold them after it ended). */
   private gunzipUsed = false;
   private error: KproxyError | undefined;
+  /** A response body being buffered for a ResponseBodyRewrite. */
+  private collect:
+    | {
+        rewrite: ResponseBodyRewrite;
+        status: number;
+        headers: string[];
+        tokens: Set<string> | undefined;
+        streamHead: string;
+        gzip: boolean;
+        chunks: Buffer[];
+        size: number;
+      }
+    | undefined;
   private readonly onPayload = (buf: Buffer, start: number, end: number) => {
     this.emit(buf.subarray(start, end));
   };
@@ -543,6 +605,9 @@ export class FastConnection implements UpstreamOwner {
       if (tokens?.has("close")) this.closeAfter = true;
     }
     if (this.server.closing) this.closeAfter = true;
+    this.reqFraming =
+      framing.kind === "length" ? BODY_LENGTH : framing.kind === "chunked" ? BODY_CHUNKED : BODY_NONE;
+    this.reqLength = framing.kind === "length" ? framing.length : 0;
     if (framing.kind === "length") {
       this.bodyMode = BODY_LENGTH;
       this.bodyRemaining = framing.length;
@@ -736,6 +801,8 @@ export class FastConnection implements UpstreamOwner {
     socket.removeAllListeners("drain");
     socket.removeAllListeners("close");
     socket.removeAllListeners("error");
+    socket.removeAllListeners("timeout");
+    socket.setTimeout(0);
     const head = this.pending ?? Buffer.alloc(0);
     this.pending = undefined;
     return { socket, head };
@@ -747,7 +814,11 @@ export class FastConnection implements UpstreamOwner {
       spec.onDone?.(this, { status: 0, upstreamBytes: 0, clientAborted: true });
       return;
     }
+    // (onError may forward again, to another upstream: a retry of a request without a body.)
     this.fwd = spec;
+    this.error = undefined;
+    this.requestSent = false;
+    this.collect = undefined;
     this.upHead = this.renderUpstreamHead(spec);
     if (this.expectContinue && !this.bodyDone) {
       this.socket.write("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
@@ -769,8 +840,9 @@ export class FastConnection implements UpstreamOwner {
       }
       text += `${name}: ${h[i + 1]}\r\n`;
     }
-    if (this.bodyMode === BODY_CHUNKED) text += "Transfer-Encoding: chunked\r\n";
-    else if (this.bodyMode === BODY_LENGTH) text += `Content-Length: ${this.bodyRemaining + this.queued}\r\n`;
+    // (From the framing as received: an answer decided asynchronously may find the body read already.)
+    if (this.reqFraming === BODY_CHUNKED) text += "Transfer-Encoding: chunked\r\n";
+    else if (this.reqFraming === BODY_LENGTH) text += `Content-Length: ${this.reqLength}\r\n`;
     else if (spec.method !== "GET" && spec.method !== "HEAD") {
       // Go's transferWriter: a body-less request other than GET/HEAD says Content-Length: 0.
       text += "Content-Length: 0\r\n";
@@ -887,24 +959,24 @@ export class FastConnection implements UpstreamOwner {
         throw new KproxyError("UPSTREAM_PROTOCOL", (err as Error).message, { cause: err });
       }
     }
-    let decompress = false;
+    let rewrite = fwd.onResponseHead !== undefined ? fwd.onResponseHead(status, headers) : undefined;
+    if (framing.kind === "none") rewrite = undefined;
+    // The proxy asked for gzip and got it: the client gets it decompressed.
+    let gzip = false;
     if (fwd.requestedGzip && framing.kind !== "none") {
       for (let i = 0; i < headers.length; i += 2) {
         const name = headers[i] as string;
         if (name.length === 16 && name.toLowerCase() === "content-encoding") {
-          decompress = (headers[i + 1] as string).toLowerCase() === "gzip";
+          gzip = (headers[i + 1] as string).toLowerCase() === "gzip";
         }
       }
     }
-    let text = statusLine(status);
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i] as string;
-      const lower = name.toLowerCase();
-      if (HOP_BY_HOP_HEADERS.has(lower) || tokens?.has(lower)) continue;
-      if (decompress && (lower === "content-encoding" || lower === "content-length")) continue;
-      if (framing.kind === "chunked" && lower === "content-length") continue;
-      text += `${name}: ${headers[i + 1]}\r\n`;
-    }
+    // (A body being rewritten is decompressed by the rewrite, or when it proves too large.)
+    const decompress = gzip && rewrite === undefined;
+    // Re-framed for the client: decompressed, or rewritten (streamed re-chunked if too large).
+    const reframe = gzip || rewrite !== undefined;
+    let text =
+      statusLine(status) + responseHeaderLines(headers, tokens, reframe || framing.kind === "chunked", gzip);
     const http10 = head.minor === 0;
     this.chunkOut = false;
     this.resScanner = undefined;
@@ -918,7 +990,7 @@ export class FastConnection implements UpstreamOwner {
         break;
       case "chunked":
         this.resScanner ??= new ChunkedScanner();
-        this.resMode = decompress || http10 ? RES_CHUNKED_DECODE : RES_CHUNKED_PASS;
+        this.resMode = reframe || http10 ? RES_CHUNKED_DECODE : RES_CHUNKED_PASS;
         if (this.resMode === RES_CHUNKED_PASS) text += "Transfer-Encoding: chunked\r\n";
         break;
       case "eof":
@@ -926,20 +998,71 @@ export class FastConnection implements UpstreamOwner {
         this.upReusable = false;
         break;
     }
-    if (decompress || this.resMode === RES_EOF) {
+    if (reframe || this.resMode === RES_EOF) {
       if (http10) this.closeAfter = true;
       else if (this.resMode !== RES_CHUNKED_PASS) {
         this.chunkOut = true;
         text += "Transfer-Encoding: chunked\r\n";
       }
     } else if (this.resMode === RES_CHUNKED_DECODE) this.closeAfter = true; // HTTP/1.0 client
-    if (this.closeAfter) text += "Connection: close\r\n";
-    else if (this.keepAliveHeader) text += "Connection: keep-alive\r\n";
-    text += CRLF;
-    this.socket.write(text, "latin1");
+    if (rewrite !== undefined) {
+      // The head waits for the whole body (or for it to prove too large).
+      this.collect = { rewrite, status, headers, tokens, streamHead: text, gzip, chunks: [], size: 0 };
+      return;
+    }
+    this.socket.write(text + this.connectionLine(), "latin1");
     this.headersSent = true;
     this.status = status;
     if (decompress) this.startGunzip();
+  }
+
+  private connectionLine(): string {
+    if (this.closeAfter) return "Connection: close\r\n\r\n";
+    if (this.keepAliveHeader) return "Connection: keep-alive\r\n\r\n";
+    return CRLF;
+  }
+
+  /** A buffered body proved too large to rewrite: send the streaming head and what was buffered. */
+  private flushCollect(): void {
+    const c = this.collect;
+    if (c === undefined) return;
+    this.collect = undefined;
+    c.rewrite.onSkip?.(`body larger than ${c.rewrite.maxBytes} bytes`);
+    this.socket.write(c.streamHead + this.connectionLine(), "latin1");
+    this.headersSent = true;
+    this.status = c.status;
+    if (c.gzip) this.startGunzip();
+    for (const b of c.chunks) this.emit(b);
+  }
+
+  /** The buffered body is complete: rewrite it and send it with its Content-Length. False when it failed. */
+  private sendCollected(): boolean {
+    const c = this.collect;
+    if (c === undefined) return true;
+    this.collect = undefined;
+    let body: Buffer;
+    try {
+      body = c.rewrite.rewrite(
+        c.chunks.length === 1 ? (c.chunks[0] as Buffer) : Buffer.concat(c.chunks, c.size),
+        c.headers,
+      );
+    } catch (err) {
+      this.chunkOut = false;
+      this.failBeforeResponse(
+        err instanceof KproxyError ? err : upstreamError(err, (this.fwd as FastForward).pool.target),
+      );
+      return false;
+    }
+    this.chunkOut = false;
+    const text = `${statusLine(c.status)}${responseHeaderLines(c.headers, c.tokens, true, false)}Content-Length: ${body.length}\r\n${this.connectionLine()}`;
+    const s = this.socket;
+    s.cork();
+    s.write(text, "latin1");
+    if (body.length > 0) s.write(body);
+    s.uncork();
+    this.headersSent = true;
+    this.status = c.status;
+    return true;
   }
 
   private startGunzip(): void {
@@ -983,6 +1106,13 @@ export class FastConnection implements UpstreamOwner {
 
   /** One piece of response payload (or raw chunked bytes) from upstream. */
   private emit(b: Buffer): void {
+    const c = this.collect;
+    if (c !== undefined) {
+      c.chunks.push(Buffer.from(b)); // `b` may live in the reusable read buffer
+      c.size += b.length;
+      if (c.size > c.rewrite.maxBytes) this.flushCollect();
+      return;
+    }
     if (this.gunzip !== undefined) {
       this.gunzipUsed = true;
       if (!this.gunzip.write(b)) this.up?.socket.pause();
@@ -1055,6 +1185,7 @@ export class FastConnection implements UpstreamOwner {
         this.socket.resume();
       }
     }
+    if (this.collect !== undefined && !this.sendCollected()) return;
     if (this.gunzip !== undefined) {
       this.gunzip.end();
       return;
@@ -1070,7 +1201,7 @@ export class FastConnection implements UpstreamOwner {
   }
 
   onUpstreamEnd(): void {
-    if (this.resMode === RES_EOF && this.headersSent) {
+    if (this.resMode === RES_EOF && (this.headersSent || this.collect !== undefined)) {
       const s = this.socket;
       s.cork();
       this.responseDone();
@@ -1102,11 +1233,14 @@ export class FastConnection implements UpstreamOwner {
           ? new KproxyError("UPSTREAM_RESET", this.headersSent ? "unexpected EOF" : "EOF")
           : upstreamError(err, fwd.pool.target);
     if (!this.headersSent) {
+      const collecting = this.collect !== undefined;
+      this.collect = undefined;
       // A kept-alive connection that the server closed: retry on a fresh one when that is safe.
       const head = this.head as RequestHead;
       // (Go's rule: only on a reused connection, only for requests that can be replayed.)
       if (
         current?.reused === true &&
+        !collecting &&
         this.resHeadBuf === undefined &&
         this.retries < 3 &&
         !this.hadBody &&
@@ -1135,6 +1269,8 @@ export class FastConnection implements UpstreamOwner {
     if (!this.bodyDone) this.closeAfter = true;
     const fwd = this.fwd as FastForward;
     fwd.onError(this, error);
+    // onError may have forwarded the request again (a retry elsewhere): that exchange goes on.
+    if (this.fwd !== undefined && this.fwd !== fwd) return;
     if (!this.resDone) this.kill();
   }
 
@@ -1183,9 +1319,11 @@ export class FastHttpServer {
   readonly onRequest: (conn: FastConnection, head: RequestHead) => void;
   private readonly connections = new Set<FastConnection>();
   private closingFlag = false;
+  private readonly idleTimeoutMs: number;
 
   constructor(options: FastHttpServerOptions) {
     this.maxHeaderBytes = options.maxHeaderBytes ?? 1 << 20;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 0;
     this.onRequest = options.onRequest;
     if (options.tls !== undefined) {
       const server = tls.createServer({ ...options.tls, allowHalfOpen: true, ALPNProtocols: ["http/1.1"] });
@@ -1218,7 +1356,14 @@ export class FastHttpServer {
       return;
     }
     socket.setNoDelay(true);
-    this.connections.add(new FastConnection(this, socket));
+    const conn = new FastConnection(this, socket);
+    this.connections.add(conn);
+    if (this.idleTimeoutMs > 0) {
+      socket.setTimeout(this.idleTimeoutMs);
+      socket.on("timeout", () => {
+        if (!conn.active) conn.kill();
+      });
+    }
   }
 
   forget(conn: FastConnection): void {

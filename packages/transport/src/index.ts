@@ -7,6 +7,7 @@ export {
   type FastHttpServerOptions,
   httpDate,
   isDirectDispatcher,
+  type ResponseBodyRewrite,
   UpstreamConnection,
   UpstreamPool,
   type UpstreamPoolOptions,
