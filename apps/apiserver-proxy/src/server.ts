@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import * as https from "node:https";
 import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { errorMessage, KproxyError, type Logger, silentLogger } from "@kproxy/core";
+import { errorMessage, KproxyError, type Logger, redactQuery, silentLogger } from "@kproxy/core";
 import {
   appendForwardedFor,
   bodyFraming,
@@ -139,27 +139,6 @@ const POOL_IDLE_MS = 120_000;
 /** Answers a lean-path request with a Status (no body for HEAD). */
 function respondStatus(c: FastConnection, status: KubeStatus): void {
   c.respond(status.code, JSON_HEADER_LINES, statusText(status));
-}
-
-const SECRET_QUERY = /^(access_token|token|password|secret|client_secret|api_key|apikey|key|signature|sig)$/i;
-
-function redactQuery(url: string): string {
-  const q = url.indexOf("?");
-  if (q < 0) return url;
-  const parts = url
-    .slice(q + 1)
-    .split("&")
-    .map((kv) => {
-      const eq = kv.indexOf("=");
-      let key = eq < 0 ? kv : kv.slice(0, eq);
-      try {
-        key = decodeURIComponent(key);
-      } catch {
-        // keep it as it is
-      }
-      return eq >= 0 && SECRET_QUERY.test(key) ? `${kv.slice(0, eq)}=<redacted>` : kv;
-    });
-  return `${url.slice(0, q)}?${parts.join("&")}`;
 }
 
 function clientIpOf(socket: Socket | Duplex | null | undefined): string | undefined {

@@ -4,7 +4,7 @@ import * as https from "node:https";
 import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { ConnectionOptions as TlsConnectionOptions } from "node:tls";
-import { KproxyError, type Logger, silentLogger } from "@kproxy/core";
+import { KproxyError, type Logger, redactQuery, silentLogger } from "@kproxy/core";
 import {
   appendForwardedFor,
   buildUpstreamHeaders,
@@ -137,30 +137,6 @@ function renderHeaders(headers: Record<string, string>): string {
 }
 
 const TEXT_HEADER_LINES = renderHeaders(TEXT_HEADERS);
-
-const SECRET_QUERY = /^(access_token|token|password|secret|client_secret|api_key|apikey|key)$/i;
-
-function redactQuery(pathAndQuery: string): string {
-  const q = pathAndQuery.indexOf("?");
-  if (q < 0) return pathAndQuery;
-  const parts = pathAndQuery
-    .slice(q + 1)
-    .split("&")
-    .map((kv) => {
-      const eq = kv.indexOf("=");
-      const key = eq < 0 ? kv : kv.slice(0, eq);
-      return eq >= 0 && SECRET_QUERY.test(decodeURIComponentSafe(key)) ? `${key}=<redacted>` : kv;
-    });
-  return `${pathAndQuery.slice(0, q)}?${parts.join("&")}`;
-}
-
-function decodeURIComponentSafe(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
 
 function clientIpOf(socket: Socket | Duplex | null | undefined): string | undefined {
   const address = (socket as Socket | undefined)?.remoteAddress;

@@ -6,6 +6,7 @@ import {
   KproxyError,
   ManualClock,
   redactHeaders,
+  redactQuery,
 } from "./index.js";
 
 describe("KproxyError", () => {
@@ -69,5 +70,15 @@ describe("ManualClock", () => {
     clock.advance(5);
     expect(fired).toEqual(["a", "b"]);
     expect(clock.pending).toBe(0);
+  });
+});
+
+describe("redactQuery", () => {
+  it("hides the values of secret query parameters, and only those", () => {
+    expect(redactQuery("/api/v1/pods?watch=1&token=abc&Access_Token=x&%74oken=y&sig")).toBe(
+      "/api/v1/pods?watch=1&token=<redacted>&Access_Token=<redacted>&%74oken=<redacted>&sig",
+    );
+    expect(redactQuery("/plain/path")).toBe("/plain/path");
+    expect(redactQuery("/x?%zz=1&password=p")).toBe("/x?%zz=1&password=<redacted>");
   });
 });

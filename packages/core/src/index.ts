@@ -4,7 +4,7 @@ export { errorMessage, isKproxyError, KproxyError } from "./errors.js";
 export type { FlagSpec, FlagType, FlagValue, FlagValues } from "./flags.js";
 export type { ConsoleLoggerOptions, LogFields, Logger, LogLevel } from "./logger.js";
 export { createLogger, silentLogger } from "./logger.js";
-export { redactFields, redactHeaders, SECRET_HEADERS } from "./redact.js";
+export { redactFields, redactHeaders, redactQuery, SECRET_HEADERS } from "./redact.js";
 export type {
   AddressType,
   Endpoint,

@@ -41,3 +41,30 @@ export function redactFields(fields: Record<string, unknown>, depth = 0): Record
   }
   return out;
 }
+
+/** Query parameter names (case-insensitive, after percent-decoding) whose values are secrets. */
+const SECRET_QUERY = /^(access_token|token|password|secret|client_secret|api_key|apikey|key|signature|sig)$/i;
+
+/**
+ * A request target (`/path?query`) fit for a log line: the values of secret-looking query
+ * parameters (`token`, `access_token`, `password`, …) are replaced by `<redacted>`.
+ */
+export function redactQuery(target: string): string {
+  const q = target.indexOf("?");
+  if (q < 0) return target;
+  const parts = target
+    .slice(q + 1)
+    .split("&")
+    .map((kv) => {
+      const eq = kv.indexOf("=");
+      if (eq < 0) return kv;
+      let key = kv.slice(0, eq);
+      try {
+        key = decodeURIComponent(key);
+      } catch {
+        // a malformed escape: test the key as it is
+      }
+      return SECRET_QUERY.test(key) ? `${kv.slice(0, eq)}=<redacted>` : kv;
+    });
+  return `${target.slice(0, q)}?${parts.join("&")}`;
+}
