@@ -1,13 +1,13 @@
 import {
-  cleanPath,
+  cleanRequestPath,
   escapedPathOf,
-  escapePath,
+  escapeGoPath,
   parseRequestTarget,
   singleJoiningSlash,
   splitHostPort,
-  unescapePath,
+  unescapeGoPath,
   urlString,
-} from "./gourl.js";
+} from "@kproxy/transport";
 import { matchesAny } from "./regex.js";
 
 /** kubectl's request filter (FilterServer). */
@@ -93,12 +93,15 @@ export class Router {
     if (target === undefined) return { kind: "bad-request", message: "" };
     if (target.path === "*" && rawTarget === "*") return { kind: "options-star" };
     const host = target.host !== "" ? target.host : (hostHeader ?? "");
-    const cleaned = cleanPath(target.escapedPath);
+    const cleaned = cleanRequestPath(target.escapedPath);
     const match = this.match(cleaned);
     if (!this.exact(match, cleaned) && !cleaned.endsWith("/")) {
       const withSlash = `${cleaned}/`;
       if (this.exact(this.match(withSlash), withSlash)) {
-        return { kind: "redirect", location: urlString(`${cleanPath(target.path)}/`, target.rawQuery) };
+        return {
+          kind: "redirect",
+          location: urlString(`${cleanRequestPath(target.path)}/`, target.rawQuery),
+        };
       }
     }
     if (cleaned !== target.escapedPath) {
@@ -136,7 +139,7 @@ export class Router {
     }
     if (this.rules.serverPath !== "") {
       // Go joins both the decoded and the raw path (httputil.joinURLPath), so escapes survive.
-      escaped = singleJoiningSlash(escapePath(this.rules.serverPath), escaped);
+      escaped = singleJoiningSlash(escapeGoPath(this.rules.serverPath), escaped);
     }
     if (escaped === "") escaped = "/";
     else if (!escaped.startsWith("/")) escaped = `/${escaped}`;
@@ -152,7 +155,7 @@ export class Router {
       let ok = true;
       for (let k = 0; k < pattern.segments.length; k++) {
         const seg = segs[k] as string;
-        if ((unescapePath(seg) ?? seg) !== pattern.segments[k]) {
+        if ((unescapeGoPath(seg) ?? seg) !== pattern.segments[k]) {
           ok = false;
           break;
         }

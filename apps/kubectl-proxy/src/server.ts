@@ -14,15 +14,18 @@ import {
   type FlatHeaders,
   type ForwardRequest,
   forwardHttp,
+  hexEscapeNonAscii,
+  htmlEscape,
   isDirectDispatcher,
   isUpgradeRequest,
   type RequestHead,
   requestBody,
+  splitHostPort,
   tunnelUpgrade,
   UpstreamPool,
+  validHostHeader,
   writeRawResponse,
 } from "@kproxy/transport";
-import { hexEscapeNonAscii, htmlEscape, splitHostPort, validHostHeader } from "./gourl.js";
 import { type FilterRules, normalizePrefix, type Route, Router } from "./routing.js";
 import { serveStatic } from "./static.js";
 

@@ -2,7 +2,7 @@ import { createReadStream, type Stats } from "node:fs";
 import { open, readdir, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as path from "node:path";
-import { cleanPosix, escapePath, htmlEscape } from "./gourl.js";
+import { cleanPath, escapeGoPath, htmlEscape } from "@kproxy/transport";
 
 const MIME: Record<string, string> = {
   ".avif": "image/avif",
@@ -86,7 +86,7 @@ export async function serveStatic(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const clean = cleanPosix(urlPath);
+  const clean = cleanPath(urlPath);
   if (urlPath.endsWith("/index.html")) {
     localRedirect(res, "./", rawQuery);
     return;
@@ -127,7 +127,7 @@ export async function serveStatic(
     let body = '<!doctype html>\n<meta name="viewport" content="width=device-width">\n<pre>\n';
     for (const e of entries) {
       const name = e.dir ? `${e.name}/` : e.name;
-      const href = escapePath(name);
+      const href = escapeGoPath(name);
       body += `<a href="${htmlEscape(name.includes(":") ? `./${href}` : href)}">${htmlEscape(name)}</a>\n`;
     }
     body += "</pre>\n";

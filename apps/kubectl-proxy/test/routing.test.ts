@@ -1,5 +1,5 @@
+import { splitHostPort } from "@kproxy/transport";
 import { describe, expect, it } from "vitest";
-import { splitHostPort } from "../src/gourl.js";
 import { makeRegexpArray } from "../src/regex.js";
 import { filterHost, Router } from "../src/routing.js";
 

@@ -15,13 +15,24 @@ export {
 export { type ForwardRequest, type ForwardResult, forwardHttp, requestBody } from "./forward.js";
 export {
   cleanPath,
+  cleanRequestPath,
   escapedPath,
+  escapedPathOf,
   escapeGoPath,
   formatGoUrl,
   type GoUrl,
+  hexEscapeNonAscii,
+  htmlEscape,
   joinPath,
   joinPreservingTrailingSlash,
   parseGoUrl,
+  parseRequestTarget,
+  type RequestTarget,
+  singleJoiningSlash,
+  splitHostPort,
+  unescapeGoPath,
+  urlString,
+  validHostHeader,
 } from "./gourl.js";
 export {
   appendForwardedFor,
