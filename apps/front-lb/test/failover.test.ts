@@ -236,7 +236,13 @@ describe("draining", () => {
       );
       cluster.servers[0]!.setHealth("readyz", false);
       const failedAt = Date.now();
-      const closedAt = await Promise.race(held.map((h) => h.closed));
+      // Bounded: a drain that never happens fails here, not at the test timeout.
+      const closedAt = await Promise.race([
+        ...held.map((h) => h.closed),
+        new Promise<number>((_, reject) =>
+          setTimeout(() => reject(new Error("no connection was drained within 20 s")), 20_000),
+        ),
+      ]);
       expect(closedAt - failedAt).toBeGreaterThanOrEqual(900);
       expect(
         await metric(lb.adminUrl!, "kproxy_front_lb_connections_drained_total", {
