@@ -174,3 +174,35 @@ export function runWrk(url, { threads = 1, connections = 32, seconds = 10, heade
 export function nodeBin() {
   return process.execPath;
 }
+
+/**
+ * Starts nginx (one worker, as root so it can read the run's temp files, no access log) with the
+ * given `server { … }` blocks and extra `http` directives, and waits for `ports`.
+ */
+export async function startNginx(
+  work,
+  { servers, httpDirectives = "", workerConnections = 4096, ports = [] },
+) {
+  const conf = join(work, "nginx.conf");
+  writeFileSync(
+    conf,
+    `user root;
+worker_processes 1;
+pid ${work}/nginx.pid;
+error_log ${work}/nginx-error.log warn;
+events { worker_connections ${workerConnections}; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path ${work}/nginx-body;
+${httpDirectives}
+${servers}
+}
+`,
+  );
+  const nginx = startProcess("nginx", ["-c", conf, "-g", "daemon off;"], {
+    logFile: join(work, "nginx.out"),
+  });
+  for (const port of ports) await waitForPort(port);
+  return nginx;
+}

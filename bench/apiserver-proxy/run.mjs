@@ -16,6 +16,7 @@ import {
   nodeBin,
   runWrk,
   sampleRss,
+  startNginx,
   startProcess,
   stopProcess,
   waitForPort,
@@ -44,18 +45,7 @@ writeFileSync(join(work, "small"), "x".repeat(2048));
 // "API server" for kubectl proxy (token checked), serving the same file.
 const endpointPort = await freePort();
 const apiPort = await freePort();
-writeFileSync(
-  join(work, "nginx.conf"),
-  `user root;
-worker_processes 1;
-pid ${work}/nginx.pid;
-error_log ${work}/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path ${work}/nginx-body;
-  server {
+const nginxServers = `  server {
     listen 127.0.0.1:${endpointPort};
     location / { default_type text/plain; root ${work}; }
   }
@@ -69,10 +59,7 @@ http {
       root ${work};
       rewrite ^/api/v1/namespaces/default/services/web:http/proxy/small$ /small break;
     }
-  }
-}
-`,
-);
+  }`;
 writeFileSync(
   join(work, "kubeconfig-nginx"),
   JSON.stringify({
@@ -86,9 +73,7 @@ writeFileSync(
     "current-context": "b",
   }),
 );
-const nginx = startProcess("nginx", ["-c", join(work, "nginx.conf"), "-g", "daemon off;"], {
-  logFile: join(work, "nginx.out"),
-});
+const nginx = await startNginx(work, { servers: nginxServers, workerConnections: 4096 });
 await waitForPort(endpointPort);
 await waitForPort(apiPort);
 

@@ -16,7 +16,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { freePort, makeCerts, nodeBin, runWrk, startProcess, stopProcess, waitForPort } from "../lib.mjs";
+import {
+  freePort,
+  makeCerts,
+  nodeBin,
+  runWrk,
+  startNginx,
+  startProcess,
+  stopProcess,
+  waitForPort,
+} from "../lib.mjs";
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -40,28 +49,18 @@ const loadBefore = load();
 
 // ---- backends: nginx HTTPS on two ports (the "API servers"), iperf3 -s
 const [n1, n2, iperfPort] = [await freePort(), await freePort(), await freePort()];
-writeFileSync(
-  join(work, "nginx.conf"),
-  `user root;
-worker_processes 1;
-pid ${work}/nginx.pid;
-error_log ${work}/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path ${work}/nginx-body;
-  ssl_session_cache off;
-  ssl_session_tickets off;
-  server {
+const nginxServers = `  server {
     listen 127.0.0.1:${n1} ssl; listen 127.0.0.1:${n2} ssl;
     ssl_certificate ${certs.cert}; ssl_certificate_key ${certs.key};
     location / { default_type text/plain; root ${work}; rewrite ^/readyz$ /small break; rewrite ^/small$ /small break; }
-  }
-}
-`,
-);
-const nginx = startProcess("nginx", ["-c", join(work, "nginx.conf"), "-g", "daemon off;"]);
+  }`;
+const nginxDirectives = `  ssl_session_cache off;
+  ssl_session_tickets off;`;
+const nginx = await startNginx(work, {
+  servers: nginxServers,
+  workerConnections: 8192,
+  httpDirectives: nginxDirectives,
+});
 const iperf = startProcess("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(iperfPort)]);
 await waitForPort(n1);
 await waitForPort(n2);

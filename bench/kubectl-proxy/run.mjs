@@ -15,6 +15,7 @@ import {
   nodeBin,
   runWrk,
   sampleRss,
+  startNginx,
   startProcess,
   stopProcess,
   waitForPort,
@@ -40,18 +41,7 @@ writeFileSync(join(work, "small"), "x".repeat(2048));
 writeFileSync(join(work, "large"), "y".repeat(256 * 1024));
 
 const backendPort = await freePort();
-writeFileSync(
-  join(work, "nginx.conf"),
-  `user root;
-worker_processes 1;
-pid ${work}/nginx.pid;
-error_log ${work}/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path ${work}/nginx-body;
-  server {
+const nginxServers = `  server {
     listen 127.0.0.1:${backendPort} ssl http2;
     ssl_certificate ${certs.cert};
     ssl_certificate_key ${certs.key};
@@ -62,10 +52,7 @@ http {
       rewrite ^/api/v1/small$ /small break;
       rewrite ^/api/v1/large$ /large break;
     }
-  }
-}
-`,
-);
+  }`;
 writeFileSync(
   join(work, "kubeconfig"),
   JSON.stringify({
@@ -83,9 +70,7 @@ writeFileSync(
   }),
 );
 
-const nginx = startProcess("nginx", ["-c", join(work, "nginx.conf"), "-g", "daemon off;"], {
-  logFile: join(work, "nginx.out"),
-});
+const nginx = await startNginx(work, { servers: nginxServers, workerConnections: 4096 });
 await waitForPort(backendPort);
 
 const kubeconfig = join(work, "kubeconfig");
