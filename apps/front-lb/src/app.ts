@@ -2,7 +2,7 @@
  * The front-lb process: listeners, cluster discovery, the admin listener (/metrics, /status,
  * /stats, /healthz, /readyz), reloads without dropping connections, graceful shutdown.
  */
-import { errorMessage, KproxyError, type Logger, silentLogger } from "@kproxy/core";
+import { type Clock, errorMessage, KproxyError, type Logger, silentLogger } from "@kproxy/core";
 import { type AdminServer, type CheckResult, MetricsRegistry, startAdminServer } from "@kproxy/runtime";
 import { type FrontLbConfig, type ListenerConfig, validateConfig } from "./config.js";
 import { ClusterDiscovery, type DiscoveryStatus } from "./discovery.js";
@@ -16,6 +16,8 @@ export interface FrontLbOptions {
   registry?: MetricsRegistry;
   /** Random source for balancing and check jitter (tests). */
   random?: () => number;
+  /** Clock of the drain deadlines and their timers (tests); default the system clock. */
+  clock?: Clock;
 }
 
 export interface FrontLbStatus {
@@ -40,6 +42,7 @@ export class FrontLb {
   private readonly metrics: FrontLbMetrics;
   private readonly logger: Logger;
   private readonly random: (() => number) | undefined;
+  private readonly clock: Clock | undefined;
   private config: FrontLbConfig;
   private readonly entries = new Map<string, Entry>();
   private admin: AdminServer | undefined;
@@ -53,6 +56,7 @@ export class FrontLb {
     this.config = config;
     this.logger = options.logger ?? silentLogger;
     this.random = options.random;
+    this.clock = options.clock;
     this.registry = options.registry ?? new MetricsRegistry();
     this.metrics = frontLbMetrics(this.registry);
     this.registry.onCollect(() => {
@@ -96,6 +100,7 @@ export class FrontLb {
       logger: this.logger,
       metrics: this.metrics,
       ...(this.random ? { random: this.random } : {}),
+      ...(this.clock ? { clock: this.clock } : {}),
     });
     try {
       await listener.listen();

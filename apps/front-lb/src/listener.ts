@@ -6,7 +6,7 @@
  */
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { type Balancer, createBalancer, type HealthEvent, HealthState } from "@kproxy/balancer";
-import { errorMessage, type Logger } from "@kproxy/core";
+import { type Clock, errorMessage, type Logger, systemClock, type Timer } from "@kproxy/core";
 import type { CounterChild, GaugeChild } from "@kproxy/runtime";
 import {
   dialTcp,
@@ -53,9 +53,9 @@ interface EndpointRuntime {
   lastCheck: CheckStatus | undefined;
   checkTimer: NodeJS.Timeout | undefined;
   checkGeneration: number;
-  /** When the endpoint went down (active checks), for the drain deadline. */
+  /** When the endpoint went down (active checks), for the drain deadline (clock time). */
   downSinceMs: number | undefined;
-  drainTimer: NodeJS.Timeout | undefined;
+  drainTimer: Timer | undefined;
   /** Set while the endpoint is no longer in the list but still has connections. */
   removedAtMs: number | undefined;
   readonly m: {
@@ -116,6 +116,8 @@ export class FrontListener {
   private readonly logger: Logger;
   private readonly metrics: FrontLbMetrics;
   private readonly random: () => number;
+  /** Drain deadlines and their timers. */
+  private readonly clock: Clock;
   private server: Server | undefined;
   private health!: HealthState;
   private unsubscribeHealth: () => void = noop;
@@ -133,8 +135,12 @@ export class FrontListener {
   private acceptVersions: (1 | 2)[] | undefined;
   private needsClientAddress = false;
 
-  constructor(cfg: ListenerConfig, deps: { logger: Logger; metrics: FrontLbMetrics; random?: () => number }) {
+  constructor(
+    cfg: ListenerConfig,
+    deps: { logger: Logger; metrics: FrontLbMetrics; random?: () => number; clock?: Clock },
+  ) {
     this.cfg = cfg;
+    this.clock = deps.clock ?? systemClock;
     this.logger = deps.logger;
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
@@ -345,11 +351,11 @@ export class FrontListener {
     this.retiring.set(ep.cfg.key, ep);
     const drain = this.cfg.drainTimeoutMs;
     if (drain === null) return;
-    ep.drainTimer = setTimeout(() => {
+    ep.drainTimer = this.clock.setTimeout(() => {
       ep.drainTimer = undefined;
       this.closeConnections(ep, "removed");
     }, drain);
-    ep.drainTimer.unref();
+    ep.drainTimer.unref?.();
   }
 
   private forgetSeries(ep: EndpointRuntime): void {
@@ -456,6 +462,9 @@ export class FrontListener {
         break;
       case "unejected":
         this.logger.info("endpoint ejection ended", { listener: name, endpoint: e.key });
+        // As for "up": a down endpoint left alone while this one was not eligible may now drain.
+        for (const other of this.endpoints.values())
+          if (other.downSinceMs !== undefined) this.enforceDrain(other);
         break;
       case "panic-start":
         this.logger.warn("no endpoint is healthy: trying every endpoint (panic mode)", {
@@ -473,19 +482,24 @@ export class FrontListener {
 
   private scheduleDrain(ep: EndpointRuntime): void {
     this.clearDrain(ep);
-    ep.downSinceMs = Date.now();
+    ep.downSinceMs = this.clock.now();
     const drain = this.cfg.drainTimeoutMs;
     if (drain === null) return;
-    ep.drainTimer = setTimeout(() => {
+    this.armDrainTimer(ep, drain);
+  }
+
+  private armDrainTimer(ep: EndpointRuntime, ms: number): void {
+    if (ep.drainTimer) this.clock.clearTimeout(ep.drainTimer);
+    ep.drainTimer = this.clock.setTimeout(() => {
       ep.drainTimer = undefined;
       this.enforceDrain(ep);
-    }, drain);
-    ep.drainTimer.unref();
+    }, ms);
+    ep.drainTimer.unref?.();
   }
 
   private clearDrain(ep: EndpointRuntime): void {
     ep.downSinceMs = undefined;
-    if (ep.drainTimer) clearTimeout(ep.drainTimer);
+    if (ep.drainTimer) this.clock.clearTimeout(ep.drainTimer);
     ep.drainTimer = undefined;
   }
 
@@ -495,7 +509,15 @@ export class FrontListener {
    */
   private enforceDrain(ep: EndpointRuntime): void {
     const drain = this.cfg.drainTimeoutMs;
-    if (ep.downSinceMs === undefined || drain === null || Date.now() - ep.downSinceMs < drain) return;
+    if (ep.downSinceMs === undefined || drain === null) return;
+    const left = drain - (this.clock.now() - ep.downSinceMs);
+    if (left > 0) {
+      // Not due yet. Node's timers may fire up to a millisecond before Date.now() says the delay
+      // has passed (they run on a truncated monotonic clock): returning here without a timer
+      // would leave the endpoint's connections open forever, so wait for the rest.
+      if (ep.drainTimer === undefined) this.armDrainTimer(ep, Math.max(1, Math.ceil(left)));
+      return;
+    }
     const status = this.health.status(ep.cfg.key);
     if (status === undefined || status.up) return;
     let otherUp = false;
@@ -631,7 +653,7 @@ export class FrontListener {
   private finishRetired(ep: EndpointRuntime): void {
     if (this.retiring.get(ep.cfg.key) !== ep) return;
     this.retiring.delete(ep.cfg.key);
-    if (ep.drainTimer) clearTimeout(ep.drainTimer);
+    if (ep.drainTimer) this.clock.clearTimeout(ep.drainTimer);
     this.collectEndpoint(ep);
     this.forgetSeries(ep);
   }

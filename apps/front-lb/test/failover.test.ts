@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
+import type { Clock } from "@kproxy/core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { main, type StartedFrontLb, startFrontLb } from "../src/index.js";
+import { type FrontLbOptions, main, type StartedFrontLb, startFrontLb } from "../src/index.js";
 import { type Cluster, getVia, kubeconfigVia, metric, startCluster, waitFor } from "./helpers.js";
 
 const run = promisify(execFile);
@@ -209,19 +210,23 @@ describe("draining", () => {
     await cluster?.close();
   });
 
-  it("closes the connections of a failed endpoint after drainTimeout, and keeps the healthy ones", async () => {
-    const lb = await startFrontLb({
-      listeners: [
-        {
-          address: "127.0.0.1:0",
-          balance: "round-robin",
-          endpoints: cluster.endpoints,
-          drainTimeout: "1s",
-          healthCheck: { interval: "200ms", fall: 1, rise: 1 },
-        },
-      ],
-      admin: { address: "127.0.0.1:0" },
-    });
+  /** Holds one connection per server, fails server 0's /readyz, expects only its connection drained. */
+  async function drainsTheFailedEndpoint(options: FrontLbOptions = {}): Promise<void> {
+    const lb = await startFrontLb(
+      {
+        listeners: [
+          {
+            address: "127.0.0.1:0",
+            balance: "round-robin",
+            endpoints: cluster.endpoints,
+            drainTimeout: "1s",
+            healthCheck: { interval: "200ms", fall: 1, rise: 1 },
+          },
+        ],
+        admin: { address: "127.0.0.1:0" },
+      },
+      options,
+    );
     try {
       const held = [await holdConnection(cluster, lb.address), await holdConnection(cluster, lb.address)];
       await waitFor(
@@ -258,6 +263,22 @@ describe("draining", () => {
       cluster.servers[0]!.setHealth("readyz", true);
       await lb.close();
     }
+  }
+
+  it("closes the connections of a failed endpoint after drainTimeout, and keeps the healthy ones", async () => {
+    await drainsTheFailedEndpoint();
+  });
+
+  it("still drains when the drain timer fires before the clock says the timeout has passed", async () => {
+    // Node's timers run on a truncated monotonic clock and may fire up to a millisecond before
+    // Date.now() says the delay has passed (a drain that then did nothing hung forever): this
+    // clock's timers always fire 5 ms early.
+    const early: Clock = {
+      now: () => Date.now(),
+      setTimeout: (fn, ms) => setTimeout(fn, Math.max(1, ms - 5)),
+      clearTimeout: (t) => clearTimeout(t as ReturnType<typeof setTimeout>),
+    };
+    await drainsTheFailedEndpoint({ clock: early });
   });
 });
 
