@@ -184,15 +184,17 @@ export class ProxyServer {
 
   constructor(private readonly options: ProxyServerOptions) {
     this.logger = options.logger ?? silentLogger;
+    // Client certificates are asked for, and checked by the authenticator, not by the handshake.
+    const tlsOptions = {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      ...(options.clientCa !== undefined
+        ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: false }
+        : {}),
+    };
     if (options.engine !== "node") {
       this.fast = new FastHttpServer({
-        tls: {
-          cert: options.tls.cert,
-          key: options.tls.key,
-          ...(options.clientCa !== undefined
-            ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: false }
-            : {}),
-        },
+        tls: tlsOptions,
         maxHeaderBytes: 1 << 20,
         idleTimeoutMs: 60_000,
         onRequest: (c, head) => this.onFastRequest(c, head),
@@ -201,11 +203,7 @@ export class ProxyServer {
       return;
     }
     const server = https.createServer({
-      cert: options.tls.cert,
-      key: options.tls.key,
-      ...(options.clientCa !== undefined
-        ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: false }
-        : {}),
+      ...tlsOptions,
       maxHeaderSize: 1 << 20,
       requestTimeout: 0,
       headersTimeout: 60_000,
