@@ -2,10 +2,12 @@ import { createHash } from "node:crypto";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FastForwardResult, FastHttpServer, UpstreamPool } from "./fast-http.js";
 import { buildUpstreamHeaders } from "./headers.js";
+import { selfSignedCert } from "./l4.test-helpers.js";
 
 const PATTERN_BYTES = 8 * 1024 * 1024;
 function patternPiece(offset: number, length: number): Buffer {
@@ -570,5 +572,72 @@ describe("fast HTTP path: answers decided later, response rewrites, retries else
     const r = await exchange(port, "GET /echo HTTP/1.1\r\nHost: p\r\n\r\n");
     expect(r.closed).toBe(true);
     expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+  });
+});
+
+describe("fast HTTP path over TLS", () => {
+  const cert = selfSignedCert();
+  let server: FastHttpServer;
+  let port: number;
+  beforeAll(async () => {
+    if (cert === undefined) throw new Error("openssl is needed for the TLS listener tests");
+    server = new FastHttpServer({
+      tls: cert,
+      // Answers later than the request's end of stream arrives.
+      onRequest: (conn) =>
+        setTimeout(() => conn.respond(200, "Content-Type: text/plain\r\n", "hello over tls\n"), 50),
+    });
+    port = await listen(server.server);
+    closers.push(() => {
+      server.closeAll();
+      return new Promise<void>((r) => server.server.close(() => r()));
+    });
+  });
+  const connections = () =>
+    new Promise<number>((resolve, reject) => server.server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+  async function until(what: () => Promise<boolean>, ms = 2000): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (await what()) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return what();
+  }
+
+  it("closes a connection that ends before its TLS handshake (a TCP probe) at once", async () => {
+    const probe = net.connect(port, "127.0.0.1");
+    await new Promise((r) => probe.once("connect", r));
+    expect(await until(async () => (await connections()) === 1)).toBe(true);
+    probe.end();
+    // Node would otherwise keep it until its 120 s handshake timeout, and close() would wait for it.
+    expect(await until(async () => (await connections()) === 0)).toBe(true);
+  });
+
+  it("answers a client that shuts down its sending side after the request", async () => {
+    const socket = tls.connect({ port, host: "127.0.0.1", ca: cert?.cert, allowHalfOpen: true });
+    let text = "";
+    socket.on("data", (c: Buffer) => {
+      text += c.toString();
+    });
+    await new Promise((r) => socket.once("secureConnect", r));
+    socket.end("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    await new Promise((r) => socket.once("close", r));
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(text).toContain("hello over tls");
+  });
+
+  it("drops connections still in their handshake when closing, so close() completes", async () => {
+    const other = new FastHttpServer({ tls: cert as { cert: string; key: string }, onRequest: () => {} });
+    const otherPort = await listen(other.server);
+    const stalled = net.connect(otherPort, "127.0.0.1"); // connects, never says hello
+    const stalledClosed = new Promise((r) => stalled.once("close", r));
+    stalled.on("error", () => {});
+    await new Promise((r) => stalled.once("connect", r));
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = new Promise<void>((r) => other.server.close(() => r()));
+    other.startClosing();
+    other.closeAll();
+    await closed;
+    await stalledClosed;
   });
 });

@@ -1318,6 +1318,8 @@ export class FastHttpServer {
   readonly maxHeaderBytes: number;
   readonly onRequest: (conn: FastConnection, head: RequestHead) => void;
   private readonly connections = new Set<FastConnection>();
+  /** TLS: accepted TCP connections whose handshake has not finished. */
+  private readonly handshaking = new Set<net.Socket>();
   private closingFlag = false;
   private readonly idleTimeoutMs: number;
 
@@ -1326,8 +1328,24 @@ export class FastHttpServer {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 0;
     this.onRequest = options.onRequest;
     if (options.tls !== undefined) {
-      const server = tls.createServer({ ...options.tls, allowHalfOpen: true, ALPNProtocols: ["http/1.1"] });
-      server.on("secureConnection", (socket: tls.TLSSocket) => this.accept(socket));
+      // Not half-open until the handshake is done: with allowHalfOpen, Node keeps a connection that
+      // ends before its ClientHello (a TCP probe, a port scan) open until the 120 s handshake
+      // timeout, and server.close() waits for it. Established connections are made half-open in
+      // accept(), so a client that shuts down its side after a request still gets the answer.
+      const server = tls.createServer({ ...options.tls, allowHalfOpen: false, ALPNProtocols: ["http/1.1"] });
+      server.on("connection", (raw: net.Socket) => {
+        if (this.closingFlag) {
+          raw.destroy();
+          return;
+        }
+        this.handshaking.add(raw);
+        raw.once("close", () => this.handshaking.delete(raw));
+      });
+      server.on("secureConnection", (socket: tls.TLSSocket) => {
+        this.handshaking.delete((socket as unknown as { _parent?: net.Socket })._parent as net.Socket);
+        socket.allowHalfOpen = true;
+        this.accept(socket);
+      });
       server.on("tlsClientError", (_err, socket) => socket.destroy());
       this.server = server;
     } else {
@@ -1373,6 +1391,9 @@ export class FastHttpServer {
   /** From now on, connections close after their current request; idle ones close now. */
   startClosing(): void {
     this.closingFlag = true;
+    // A connection still in its TLS handshake has no request yet: it would be refused in accept().
+    for (const raw of this.handshaking) raw.destroy();
+    this.handshaking.clear();
     this.closeIdle();
   }
 
@@ -1381,6 +1402,8 @@ export class FastHttpServer {
   }
 
   closeAll(): void {
+    for (const raw of this.handshaking) raw.destroy();
+    this.handshaking.clear();
     for (const c of this.connections) c.kill();
     this.connections.clear();
   }
