@@ -594,7 +594,9 @@ describe("fast HTTP path over TLS", () => {
     });
   });
   const connections = () =>
-    new Promise<number>((resolve, reject) => server.server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+    new Promise<number>((resolve, reject) =>
+      server.server.getConnections((e, n) => (e ? reject(e) : resolve(n))),
+    );
   async function until(what: () => Promise<boolean>, ms = 2000): Promise<boolean> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
