@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import {
   type CertificateAuthority,
   createCertificateAuthority,
@@ -50,6 +51,35 @@ export async function startBackend(
         server.close(() => r());
       }),
   };
+}
+
+/**
+ * A backend serving HTML for the rewriting tests: "/" a page with links (and a CORS header), "/page.gz"
+ * a gzip-encoded page, "/redirect" a 302 to an absolute URL on the Host it was asked for.
+ */
+export function startHtmlBackend(): Promise<Backend> {
+  return startBackend("html", (req, res) => {
+    if (req.url === "/redirect") {
+      res.writeHead(302, { Location: `http://${req.headers.host}/moved/here?x=1` });
+      res.end();
+    } else if (req.url === "/page.gz") {
+      const body = gzipSync('<html><body><a href="/docs/">docs</a><img src="logo.png"></body></html>');
+      res.writeHead(200, {
+        "Content-Type": "text/html",
+        "Content-Encoding": "gzip",
+        "Content-Length": body.length,
+      });
+      res.end(body);
+    } else {
+      res.writeHead(200, {
+        "Content-Type": "text/html; charset=utf-8",
+        "Access-Control-Allow-Origin": "*",
+      });
+      res.end(
+        '<html><head><link href="/style.css" rel="stylesheet"></head><body><a href="/docs/">docs</a><a href="https://example.com/x">ext</a></body></html>',
+      );
+    }
+  });
 }
 
 export function pod(

@@ -1,4 +1,3 @@
-import { gzipSync } from "node:zlib";
 import type { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
@@ -13,6 +12,7 @@ import {
   slice,
   startBackend,
   startCluster,
+  startHtmlBackend,
 } from "./helpers.js";
 
 const TOKEN = "alice-token";
@@ -35,28 +35,7 @@ describe("apiserver-proxy", () => {
     cluster.allow.set("carol", new Set(["services"]));
     web0 = await startBackend("web-0");
     web1 = await startBackend("web-1");
-    html = await startBackend("html", (req, res) => {
-      if (req.url === "/redirect") {
-        res.writeHead(302, { Location: `http://${req.headers.host}/moved/here?x=1` });
-        res.end();
-      } else if (req.url === "/page.gz") {
-        const body = gzipSync('<html><body><a href="/docs/">docs</a><img src="logo.png"></body></html>');
-        res.writeHead(200, {
-          "Content-Type": "text/html",
-          "Content-Encoding": "gzip",
-          "Content-Length": body.length,
-        });
-        res.end(body);
-      } else {
-        res.writeHead(200, {
-          "Content-Type": "text/html; charset=utf-8",
-          "Access-Control-Allow-Origin": "*",
-        });
-        res.end(
-          '<html><head><link href="/style.css" rel="stylesheet"></head><body><a href="/docs/">docs</a><a href="https://example.com/x">ext</a></body></html>',
-        );
-      }
-    });
+    html = await startHtmlBackend();
     const api = cluster.api;
     api.create(pod("web-0", "127.0.0.1", web0.port, { app: "web" }));
     api.create(pod("web-1", "127.0.0.1", web1.port, { app: "web" }));

@@ -64,7 +64,7 @@ describe("kubectl-proxy command line", () => {
   });
 
   it("prints the startup line with the real port, serves HTTPS with --tls-cert-file, and stops on SIGTERM", async () => {
-    const pki = makePki();
+    const pki = await makePki();
     try {
       const p = await startServing(
         process.execPath,

@@ -236,7 +236,7 @@ function responseView(res: RawResponse, proxied: boolean) {
 
 describe.skipIf(!HAVE_KUBECTL)("differential: kubectl proxy vs kubectl-proxy", () => {
   beforeAll(async () => {
-    pki = makePki();
+    pki = await makePki();
     upstream = await startRecordingUpstream({ cert: pki.cert, key: pki.key });
     work = mkdtempSync(join(tmpdir(), "kproxy-diff-"));
     kubeconfig = join(work, "kubeconfig");

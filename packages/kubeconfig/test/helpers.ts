@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -6,6 +5,7 @@ import { type AddressInfo, connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
+import { createCertificateAuthority } from "@kproxy/testkit";
 
 export function tempDir(prefix = "kproxy-kubeconfig-"): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -24,89 +24,32 @@ export interface Pki {
   otherCaCert: string;
 }
 
-function openssl(dir: string, args: string[]): void {
-  execFileSync("/usr/bin/openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-}
-
-function newCa(dir: string, name: string): void {
-  openssl(dir, [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name}`,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ]);
-}
-
-function newLeaf(dir: string, name: string, subject: string, ext: string): void {
-  writeFileSync(join(dir, `${name}.ext`), ext);
-  openssl(dir, [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    subject,
-  ]);
-  openssl(dir, [
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-extfile",
-    `${name}.ext`,
-  ]);
-}
-
-/** A CA, a server cert for 127.0.0.1/localhost (with SANs, as Go requires) and a client cert (CN=alice, O=devs). */
-export function makePki(dir: string): Pki {
-  newCa(dir, "ca");
-  newCa(dir, "other-ca");
-  newLeaf(
-    dir,
-    "server",
-    "/CN=kube-apiserver",
-    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes\nextendedKeyUsage=serverAuth\n",
-  );
-  newLeaf(dir, "client", "/O=devs/CN=alice", "extendedKeyUsage=clientAuth\n");
+/**
+ * A CA, a server cert for 127.0.0.1/localhost/kubernetes (with SANs, as Go requires) and a client cert
+ * (CN=alice, O=devs), issued by testkit's CA and written as PEM files into `dir`; plus a second CA.
+ */
+export async function makePki(dir: string): Promise<Pki> {
+  const ca = await createCertificateAuthority({ commonName: "ca" });
+  const otherCa = await createCertificateAuthority({ commonName: "other-ca" });
+  const server = await ca.issueServerCert({
+    commonName: "kube-apiserver",
+    dnsNames: ["localhost", "kubernetes"],
+    ips: ["127.0.0.1"],
+  });
+  const client = await ca.issueClientCert({ commonName: "alice", organizations: ["devs"] });
+  const write = (name: string, pem: string) => {
+    writeFileSync(join(dir, name), pem, { mode: 0o600 });
+    return join(dir, name);
+  };
   return {
     dir,
-    caCert: join(dir, "ca.crt"),
-    caCertPem: readFileSync(join(dir, "ca.crt")),
-    serverCert: join(dir, "server.crt"),
-    serverKey: join(dir, "server.key"),
-    clientCert: join(dir, "client.crt"),
-    clientKey: join(dir, "client.key"),
-    otherCaCert: join(dir, "other-ca.crt"),
+    caCert: write("ca.crt", ca.certPem),
+    caCertPem: Buffer.from(ca.certPem),
+    serverCert: write("server.crt", server.certPem),
+    serverKey: write("server.key", server.keyPem),
+    clientCert: write("client.crt", client.certPem),
+    clientKey: write("client.key", client.keyPem),
+    otherCaCert: write("other-ca.crt", otherCa.certPem),
   };
 }
 

@@ -26,7 +26,7 @@ let echo: EchoServer;
 let proxy: ConnectProxy;
 
 beforeAll(async () => {
-  pki = makePki(dir);
+  pki = await makePki(dir);
   mtls = await startMtlsServer(pki);
   echo = await startHttpsEcho(pki);
   proxy = await startConnectProxy();

@@ -7,7 +7,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FastForwardResult, FastHttpServer, UpstreamPool } from "./fast-http.js";
 import { buildUpstreamHeaders } from "./headers.js";
-import { selfSignedCert } from "./l4.test-helpers.js";
+import { serverCert, type TestCert } from "./l4.test-helpers.js";
 
 const PATTERN_BYTES = 8 * 1024 * 1024;
 function patternPiece(offset: number, length: number): Buffer {
@@ -576,11 +576,11 @@ describe("fast HTTP path: answers decided later, response rewrites, retries else
 });
 
 describe("fast HTTP path over TLS", () => {
-  const cert = selfSignedCert();
+  let cert: TestCert;
   let server: FastHttpServer;
   let port: number;
   beforeAll(async () => {
-    if (cert === undefined) throw new Error("openssl is needed for the TLS listener tests");
+    cert = await serverCert();
     server = new FastHttpServer({
       tls: cert,
       // Answers later than the request's end of stream arrives.
@@ -616,7 +616,9 @@ describe("fast HTTP path over TLS", () => {
   });
 
   it("answers a client that shuts down its sending side after the request", async () => {
-    const socket = tls.connect({ port, host: "127.0.0.1", ca: cert?.cert, allowHalfOpen: true });
+    // A half-open TCP connection underneath: TLS takes allowHalfOpen from the socket it wraps.
+    const tcp = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const socket = tls.connect({ socket: tcp, servername: "localhost", ca: cert.ca });
     let text = "";
     socket.on("data", (c: Buffer) => {
       text += c.toString();
@@ -629,7 +631,7 @@ describe("fast HTTP path over TLS", () => {
   });
 
   it("drops connections still in their handshake when closing, so close() completes", async () => {
-    const other = new FastHttpServer({ tls: cert as { cert: string; key: string }, onRequest: () => {} });
+    const other = new FastHttpServer({ tls: cert, onRequest: () => {} });
     const otherPort = await listen(other.server);
     const stalled = net.connect(otherPort, "127.0.0.1"); // connects, never says hello
     const stalledClosed = new Promise((r) => stalled.once("close", r));

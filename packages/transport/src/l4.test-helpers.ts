@@ -1,8 +1,6 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
 import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createCertificateAuthority } from "@kproxy/testkit";
 
 /**
  * A loopback port whose SYNs go unanswered: a child process listens with a backlog of 1, fills it
@@ -38,37 +36,18 @@ export async function blackholePort(): Promise<{ port: number; close(): void }> 
   };
 }
 
-/** A self-signed certificate for 127.0.0.1 made with openssl, or undefined when openssl is missing. */
-export function selfSignedCert(): { cert: string; key: string } | undefined {
-  const dir = mkdtempSync(join(tmpdir(), "kproxy-cert-"));
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        join(dir, "k.pem"),
-        "-out",
-        join(dir, "c.pem"),
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-days",
-        "1",
-      ],
-      { stdio: "ignore" },
-    );
-    return { cert: readFileSync(join(dir, "c.pem"), "utf8"), key: readFileSync(join(dir, "k.pem"), "utf8") };
-  } catch {
-    return undefined;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+export interface TestCert {
+  /** PEM certificate of the server, for 127.0.0.1 and localhost. */
+  cert: string;
+  /** PEM PKCS#8 key of the server. */
+  key: string;
+  /** PEM certificate of the CA that issued it: a client that trusts this verifies the server. */
+  ca: string;
+}
+
+/** A server certificate for 127.0.0.1/localhost issued by a fresh CA of @kproxy/testkit. */
+export async function serverCert(): Promise<TestCert> {
+  const ca = await createCertificateAuthority();
+  const server = await ca.issueServerCert({ dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+  return { cert: server.certPem, key: server.keyPem, ca: ca.certPem };
 }

@@ -3,9 +3,9 @@ import { createServer as createHttps } from "node:https";
 import { createServer as createTcp } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpProbe, tcpProbe } from "./index.js";
-import { blackholePort, selfSignedCert } from "./l4.test-helpers.js";
+import { blackholePort, serverCert } from "./l4.test-helpers.js";
 
-const cert = selfSignedCert();
+const cert = await serverCert();
 
 function listen(server: Server | import("node:net").Server): Promise<number> {
   return new Promise((r) =>
@@ -13,13 +13,13 @@ function listen(server: Server | import("node:net").Server): Promise<number> {
   );
 }
 
-describe.skipIf(cert === undefined)("httpProbe over HTTPS (openssl-made certificate)", () => {
+describe("httpProbe over HTTPS (a certificate from a testkit CA)", () => {
   let server: Server;
   let port = 0;
   let ready = true;
   const paths: string[] = [];
   beforeAll(async () => {
-    server = createHttps({ cert: cert!.cert, key: cert!.key }, (req, res) => {
+    server = createHttps({ cert: cert.cert, key: cert.key }, (req, res) => {
       paths.push(req.url ?? "");
       if (req.url === "/slow") return;
       res.writeHead(req.url === "/readyz" && ready ? 200 : 500).end(ready ? "ok" : "[-]etcd failed");
@@ -47,9 +47,9 @@ describe.skipIf(cert === undefined)("httpProbe over HTTPS (openssl-made certific
   });
 
   it("verifies against a CA when given one", async () => {
-    expect(await httpProbe({ host: "127.0.0.1", port, tls: { ca: cert!.cert } })).toMatchObject({ ok: true });
-    const other = selfSignedCert()!;
-    const r = await httpProbe({ host: "127.0.0.1", port, tls: { ca: other.cert } });
+    expect(await httpProbe({ host: "127.0.0.1", port, tls: { ca: cert.ca } })).toMatchObject({ ok: true });
+    const other = await serverCert();
+    const r = await httpProbe({ host: "127.0.0.1", port, tls: { ca: other.ca } });
     expect(r.ok).toBe(false);
     expect(r.error).toMatch(/SELF_SIGNED|UNABLE|CERT|signature/i);
   });

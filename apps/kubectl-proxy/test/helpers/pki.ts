@@ -1,7 +1,7 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createCertificateAuthority } from "@kproxy/testkit";
 
 export interface TestPki {
   dir: string;
@@ -13,68 +13,26 @@ export interface TestPki {
   key: Buffer;
 }
 
-/** A CA and a server certificate for 127.0.0.1 / localhost, made with /usr/bin/openssl. */
-export function makePki(): TestPki {
+/** A CA and a server certificate for 127.0.0.1 / localhost (testkit's CA), also written as PEM files. */
+export async function makePki(): Promise<TestPki> {
+  const authority = await createCertificateAuthority({ commonName: "kproxy-test-ca" });
+  const server = await authority.issueServerCert({
+    commonName: "127.0.0.1",
+    dnsNames: ["localhost"],
+    ips: ["127.0.0.1"],
+  });
   const dir = mkdtempSync(join(tmpdir(), "kproxy-pki-"));
-  const run = (args: string[]) => execFileSync("/usr/bin/openssl", args, { cwd: dir, stdio: "pipe" });
-  run([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=kproxy-test-ca",
-  ]);
-  run([
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-    "-subj",
-    "/CN=127.0.0.1",
-  ]);
-  writeFileSync(
-    join(dir, "ext.cnf"),
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-  );
-  run([
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.crt",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  ]);
-  const caFile = join(dir, "ca.crt");
-  const certFile = join(dir, "server.crt");
-  const keyFile = join(dir, "server.key");
+  const write = (name: string, pem: string) => {
+    writeFileSync(join(dir, name), pem, { mode: 0o600 });
+    return join(dir, name);
+  };
   return {
     dir,
-    caFile,
-    certFile,
-    keyFile,
-    ca: readFileSync(caFile),
-    cert: readFileSync(certFile),
-    key: readFileSync(keyFile),
+    caFile: write("ca.crt", authority.certPem),
+    certFile: write("server.crt", server.certPem),
+    keyFile: write("server.key", server.keyPem),
+    ca: Buffer.from(authority.certPem),
+    cert: Buffer.from(server.certPem),
+    key: Buffer.from(server.keyPem),
   };
 }
