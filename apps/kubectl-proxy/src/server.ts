@@ -39,6 +39,12 @@ export interface UpstreamConnection {
   readonly hostHeader: string;
   readonly isTLS: boolean;
   dispatcher(): Promise<ForwardRequest["dispatcher"]>;
+  /**
+   * The HTTP/SOCKS proxy that dispatcher() reaches the API server through, undefined when it dials
+   * it directly (ClusterConnection.proxyUrl). Lets listen() pick the engine without building a
+   * dispatcher (and loading undici); without it, listen() asks the dispatcher.
+   */
+  proxyUrl?(): URL | undefined;
   tlsOptions(): Promise<TlsConnectionOptions>;
   applyAuth(headers: Record<string, string | string[] | undefined>): Promise<void>;
   /** Called after an upstream 401 so that exec-plugin and token-file credentials are refreshed. */
@@ -240,6 +246,15 @@ export class KubectlProxy {
   private async fastEngineFits(): Promise<boolean> {
     if (this.options.engine === "node") return false;
     if (this.options.www !== undefined && this.options.www !== "") return false;
+    const conn = this.options.connection;
+    if (conn.proxyUrl !== undefined) {
+      try {
+        return conn.proxyUrl() === undefined;
+      } catch {
+        // An unusable HTTP(S)_PROXY: the node engine's dispatcher reports it on every request.
+        return false;
+      }
+    }
     try {
       return isDirectDispatcher(await this.dispatcher());
     } catch {

@@ -420,7 +420,8 @@ describe("beyond kubectl", () => {
   it("serves with the lean engine, and with Node's http + undici behind an HTTP proxy or on request", async () => {
     expect(proxy.engine).toBe("fast");
     const viaProxy = await loadConnection({
-      server: upstream.url,
+      // A loopback API server is never proxied (the lean engine serves it): name another host.
+      server: "http://kubernetes.example:8080",
       env: { HTTP_PROXY: "http://127.0.0.1:9" },
     });
     const p = new KubectlProxy({ connection: viaProxy, port: 0, filter: defaultFilter() });

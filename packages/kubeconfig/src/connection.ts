@@ -4,8 +4,9 @@ import type { ConnectionOptions as TlsConnectionOptions } from "node:tls";
 import type { Clock, Logger } from "@kproxy/core";
 import { errorMessage, KproxyError, silentLogger, systemClock } from "@kproxy/core";
 import type { KubeConfig } from "@kubernetes/client-node";
+// undici is loaded on the first dispatcher() call only (import("undici") in makeDispatcher): a
+// program that never asks for a dispatcher does not pay for it in each process and thread.
 import type { Dispatcher } from "undici";
-import { Agent, EnvHttpProxyAgent, ProxyAgent, Socks5ProxyAgent } from "undici";
 import { ExecCredentialProvider } from "./exec.js";
 import type { ConnectionOptions } from "./flags.js";
 import type { ResolvedCluster, ResolvedConfig, ResolvedUser } from "./load.js";
@@ -56,8 +57,21 @@ export interface ClusterConnection {
    * access: @kubernetes/client-node is only loaded by programs that use it.
    */
   readonly kubeConfig: KubeConfig;
-  /** undici Dispatcher for the API server with exactly the TLS settings and proxy-url; cached. */
+  /**
+   * undici Dispatcher for the API server with exactly the TLS settings and proxy-url; cached.
+   * undici is loaded on the first call.
+   */
   dispatcher(): Promise<Dispatcher>;
+  /**
+   * The proxy that dispatcher() sends requests for this API server through, or undefined when it
+   * dials the API server directly: the cluster's proxy-url; else, for an https server,
+   * HTTPS_PROXY then HTTP_PROXY (for an http server, HTTP_PROXY), unless NO_PROXY or a loopback
+   * name (localhost, 127.0.0.1, ::1) covers the server's host. The same decision as dispatcher(),
+   * made without loading undici. A fresh URL each call; it may carry the proxy's credentials
+   * (never log it whole). Throws KproxyError("PROXY_INVALID") when an HTTP(S)_PROXY variable is
+   * not an http, https, socks5 or socks URL (dispatcher() rejects with the same error).
+   */
+  proxyUrl(): URL | undefined;
   /** TLS options for raw sockets (upgrade tunnels dial with node:tls). */
   tlsOptions(): Promise<TlsConnectionOptions>;
   /** Adds credentials and Impersonate-* headers that the request does not already carry (TLS servers only). */
@@ -242,7 +256,124 @@ interface TlsMaterial {
   servername: string | undefined;
 }
 
+/** The HTTP(S)_PROXY / NO_PROXY settings dispatcher() hands to undici's EnvHttpProxyAgent. */
+interface EnvProxySettings {
+  httpProxy: string;
+  httpsProxy: string;
+  /** NO_PROXY plus the loopback names (Go never proxies loopback destinations). */
+  noProxy: string;
+}
+
+const ENV_PROXY_SCHEMES = new Set(["http:", "https:", "socks5:", "socks:"]);
+
+function checkEnvProxy(value: string, name: string): void {
+  if (value === "") return;
+  let u: URL | undefined;
+  try {
+    u = new URL(value);
+  } catch {
+    u = undefined;
+  }
+  // The value is not echoed: it may carry the proxy's password.
+  if (u === undefined || !ENV_PROXY_SCHEMES.has(u.protocol)) {
+    throw new KproxyError(
+      "PROXY_INVALID",
+      `invalid proxy URL in $${name}: must be an absolute http://, https://, socks5:// or socks:// URL`,
+      { details: { variable: name } },
+    );
+  }
+}
+
+/**
+ * The environment's proxy settings, undefined when neither HTTPS_PROXY nor HTTP_PROXY is set
+ * (upper case first, then lower case). Throws PROXY_INVALID for a value undici's ProxyAgent
+ * would refuse.
+ */
+function envProxySettings(env: NodeJS.ProcessEnv): EnvProxySettings | undefined {
+  const httpsName = env.HTTPS_PROXY !== undefined ? "HTTPS_PROXY" : "https_proxy";
+  const httpName = env.HTTP_PROXY !== undefined ? "HTTP_PROXY" : "http_proxy";
+  const httpsProxy = env[httpsName] ?? "";
+  const httpProxy = env[httpName] ?? "";
+  if (!httpsProxy && !httpProxy) return undefined;
+  checkEnvProxy(httpsProxy, httpsName);
+  checkEnvProxy(httpProxy, httpName);
+  const noProxy = [env.NO_PROXY ?? env.no_proxy ?? "", "localhost", "127.0.0.1", "::1"]
+    .filter(Boolean)
+    .join(",");
+  return { httpProxy, httpsProxy, noProxy };
+}
+
+interface NoProxyEntry {
+  hostname: string;
+  port: number;
+  wildcard: boolean;
+}
+
+/** NO_PROXY entries exactly as undici's EnvHttpProxyAgent parses them. */
+function parseNoProxy(value: string): NoProxyEntry[] {
+  const entries: NoProxyEntry[] = [];
+  for (const entry of value.split(/[,\s]/)) {
+    if (!entry) continue;
+    let hostname: string;
+    let port: number;
+    const ipv6WithPort = /^\[(.+)\]:(\d+)$/.exec(entry);
+    if (ipv6WithPort) {
+      hostname = ipv6WithPort[1] ?? "";
+      port = Number.parseInt(ipv6WithPort[2] ?? "", 10);
+    } else {
+      const unbracketed = entry.replace(/^\[(.+)\]$/, "$1");
+      const colonCount = (unbracketed.match(/:/g) ?? []).length;
+      const parsed = colonCount === 1 ? /^(.+):(\d+)$/.exec(unbracketed) : null;
+      hostname = parsed ? (parsed[1] ?? "") : unbracketed;
+      port = parsed ? Number.parseInt(parsed[2] ?? "", 10) : 0;
+    }
+    entries.push({
+      hostname: hostname
+        .replace(/^\*?\./, "")
+        .replace(/^(.+)\.$/, "$1")
+        .toLowerCase(),
+      port,
+      wildcard: entry.charCodeAt(0) === 42 /* "*" */,
+    });
+  }
+  return entries;
+}
+
+/** undici EnvHttpProxyAgent's choice for a request to `server`: proxy it (true) or dial directly. */
+function envShouldProxy(server: URL, noProxy: string): boolean {
+  let hostname = server.host
+    .replace(/:\d*$/, "")
+    .replace(/^\[(.+)\]$/, "$1")
+    .toLowerCase();
+  if (hostname.length > 1 && hostname.endsWith(".")) hostname = hostname.slice(0, -1);
+  const port = Number.parseInt(server.port, 10) || (server.protocol === "https:" ? 443 : 80);
+  const entries = parseNoProxy(noProxy);
+  if (entries.length === 0) return true;
+  for (const entry of entries) {
+    if (entry.hostname === "*") {
+      if (entry.port && entry.port !== port) continue;
+      return false;
+    }
+    if (entry.port && entry.port !== port) continue;
+    if (!entry.wildcard && hostname === entry.hostname) return false;
+    if (hostname.slice(-(entry.hostname.length + 1)) === `.${entry.hostname}`) return false;
+  }
+  return true;
+}
+
+/** The proxy dispatcher() uses for `server` (see ClusterConnection.proxyUrl). */
+function proxyFor(server: URL, cluster: ResolvedCluster, env: NodeJS.ProcessEnv): URL | undefined {
+  if (cluster.proxyUrl) return new URL(cluster.proxyUrl);
+  const settings = envProxySettings(env);
+  if (settings === undefined || !envShouldProxy(server, settings.noProxy)) return undefined;
+  // EnvHttpProxyAgent: https origins use HTTPS_PROXY, else HTTP_PROXY; http origins HTTP_PROXY.
+  const chosen =
+    server.protocol === "https:" ? settings.httpsProxy || settings.httpProxy : settings.httpProxy;
+  return chosen ? new URL(chosen) : undefined;
+}
+
 function buildDispatcher(
+  undici: typeof import("undici"),
   tls: TlsConnectOptions,
   cluster: ResolvedCluster,
   env: NodeJS.ProcessEnv,
@@ -253,7 +384,7 @@ function buildDispatcher(
   if (cluster.proxyUrl) {
     const proxy = new URL(cluster.proxyUrl);
     if (proxy.protocol === "socks5:" || proxy.protocol === "socks5h:") {
-      return new Socks5ProxyAgent(proxy, {
+      return new undici.Socks5ProxyAgent(proxy, {
         ...(connect ? { requestTls: connect } : {}),
         ...(proxy.username ? { username: decodeURIComponent(proxy.username) } : {}),
         ...(proxy.password ? { password: decodeURIComponent(proxy.password) } : {}),
@@ -265,29 +396,22 @@ function buildDispatcher(
         : undefined;
     proxy.username = "";
     proxy.password = "";
-    return new ProxyAgent({
+    return new undici.ProxyAgent({
       uri: proxy.toString(),
       allowH2: http2,
       ...(token ? { token } : {}),
       ...(connect ? { requestTls: connect } : {}),
     });
   }
-  const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy ?? "";
-  const httpProxy = env.HTTP_PROXY ?? env.http_proxy ?? "";
-  if (httpsProxy || httpProxy) {
-    // Go never proxies loopback destinations.
-    const noProxy = [env.NO_PROXY ?? env.no_proxy ?? "", "localhost", "127.0.0.1", "::1"]
-      .filter(Boolean)
-      .join(",");
-    return new EnvHttpProxyAgent({
+  const settings = envProxySettings(env);
+  if (settings !== undefined) {
+    return new undici.EnvHttpProxyAgent({
       allowH2: http2,
-      httpProxy,
-      httpsProxy,
-      noProxy,
+      ...settings,
       ...(connect ? { connect, requestTls: connect } : {}),
     });
   }
-  return new Agent({ ...(connect ? { connect } : {}), allowH2: http2 });
+  return new undici.Agent({ ...(connect ? { connect } : {}), allowH2: http2 });
 }
 
 type TlsConnectOptions = {
@@ -303,10 +427,10 @@ function validateProxyUrl(proxyUrl: string | undefined): void {
   let u: URL;
   try {
     u = new URL(proxyUrl);
-  } catch (err) {
-    throw new KproxyError("KUBECONFIG_INVALID", `invalid proxy-url ${JSON.stringify(proxyUrl)}`, {
-      cause: err,
-    });
+  } catch {
+    // Not echoed as written: a proxy URL may carry a password (user:password@host).
+    const shown = proxyUrl.replace(/^([^/]*\/\/)?[^/@]*@/, "$1<redacted>@");
+    throw new KproxyError("KUBECONFIG_INVALID", `invalid proxy-url ${JSON.stringify(shown)}`);
   }
   if (!["http:", "https:", "socks5:", "socks5h:"].includes(u.protocol)) {
     throw new KproxyError(
@@ -486,6 +610,10 @@ class Connection implements ClusterConnection {
     return this.dispatcherPromise;
   }
 
+  proxyUrl(): URL | undefined {
+    return proxyFor(this.server, this.cluster, this.env);
+  }
+
   private async currentTls(): Promise<TlsMaterial> {
     if (!this.exec) return this.tls;
     const cred = await this.exec.get();
@@ -504,7 +632,10 @@ class Connection implements ClusterConnection {
     if (material.cert) connect.cert = material.cert;
     if (material.key) connect.key = material.key;
     if (material.servername) connect.servername = material.servername;
-    const dispatcher = buildDispatcher(connect, this.cluster, this.env, this.isTLS, this.http2);
+    const undici = await import("undici");
+    // close() may have run while undici was loading: do not leave a dispatcher open behind it.
+    if (this.closed) throw new KproxyError("CONNECTION_CLOSED", "the cluster connection is closed");
+    const dispatcher = buildDispatcher(undici, connect, this.cluster, this.env, this.isTLS, this.http2);
     const old = this.current;
     this.current = { dispatcher, certKey };
     if (old) {

@@ -23,4 +23,5 @@ export const KUBECONFIG_ERROR_CODES = Object.freeze([
   "AUTH_CONFLICT",
   "INVALID_FLAG",
   "CONNECTION_CLOSED",
+  "PROXY_INVALID",
 ] as const);

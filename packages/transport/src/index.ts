@@ -94,6 +94,7 @@ export {
   REWRITE_ERROR_CODES,
   type RewriteContext,
   RewritingDispatcher,
+  type RewritingDispatcherConstructor,
   type RewritingOptions,
   rewriteHtmlBody,
   rewriteLink,

@@ -6,10 +6,14 @@
  * `rewritingDispatcher(dispatcher, options)` composes them around any undici dispatcher, so it
  * works with `forwardHttp` unchanged: headers are rewritten as they arrive, `text/html` bodies are
  * buffered (up to `maxHtmlBytes`), rewritten and sent with an exact Content-Length.
+ *
+ * undici is loaded by the first `rewritingDispatcher()` / `new RewritingDispatcher()` only, so that
+ * importing @kproxy/transport does not cost a program on the lean path undici's memory.
  */
+import { createRequire } from "node:module";
 import { deflateRawSync, gunzipSync, gzipSync, inflateRawSync, constants as zlibConstants } from "node:zlib";
 import { errorMessage, KproxyError } from "@kproxy/core";
-import { Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { escapedPath, formatGoUrl, type GoUrl, joinPath, parseGoUrl } from "./gourl.js";
 import { rewriteHtml } from "./html.js";
 
@@ -310,41 +314,76 @@ class RewritingHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The constructor of RewritingDispatcher. */
+export interface RewritingDispatcherConstructor {
+  new (inner: Dispatcher, options: RewritingOptions): RewritingDispatcher;
+}
+
+/** An undici Dispatcher (made by RewritingDispatcher / rewritingDispatcher). */
+export type RewritingDispatcher = Dispatcher;
+
+let rewritingClass: RewritingDispatcherConstructor | undefined;
+
+/** Defines the class on first use, on the one undici of the program (CommonJS: require and import share it). */
+function rewritingDispatcherClass(): RewritingDispatcherConstructor {
+  if (rewritingClass !== undefined) return rewritingClass;
+  const undici = createRequire(import.meta.url)("undici") as typeof import("undici");
+  class RewritingDispatcherImpl extends undici.Dispatcher {
+    constructor(
+      private readonly inner: Dispatcher,
+      private readonly options: RewritingOptions,
+    ) {
+      super();
+    }
+
+    override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+      return this.inner.dispatch(options, new RewritingHandler(handler, this.options));
+    }
+
+    override close(): Promise<void>;
+    override close(callback: () => void): void;
+    override close(callback?: () => void): Promise<void> | void {
+      // The inner dispatcher is shared: closing one request's wrapper does not close it.
+      if (callback) callback();
+      else return Promise.resolve();
+    }
+
+    override destroy(): Promise<void>;
+    override destroy(err: Error | null): Promise<void>;
+    override destroy(callback: () => void): void;
+    override destroy(err: Error | null, callback: () => void): void;
+    override destroy(a?: unknown, b?: unknown): Promise<void> | void {
+      const callback = typeof a === "function" ? a : typeof b === "function" ? b : undefined;
+      if (callback) (callback as () => void)();
+      else return Promise.resolve();
+    }
+  }
+  Object.defineProperty(RewritingDispatcherImpl, "name", { value: "RewritingDispatcher" });
+  rewritingClass = RewritingDispatcherImpl;
+  return rewritingClass;
+}
+
 /**
  * A dispatcher for one request that applies the rewriting transport to the response: CORS
  * headers removed, Location rewritten, text/html bodies (plain, gzip, raw deflate) rewritten.
  * Failures reach the handler's onResponseError with a KproxyError of REWRITE_ERROR_CODES.
+ * An undici Dispatcher subclass, defined (and undici loaded) by the first `new`; `instanceof`
+ * works. Not meant to be subclassed.
  */
-export class RewritingDispatcher extends Dispatcher {
-  constructor(
-    private readonly inner: Dispatcher,
-    private readonly options: RewritingOptions,
-  ) {
-    super();
+export const RewritingDispatcher: RewritingDispatcherConstructor = function RewritingDispatcher(
+  this: unknown,
+  inner: Dispatcher,
+  options: RewritingOptions,
+): RewritingDispatcher {
+  if (new.target === undefined) {
+    throw new TypeError("Class constructor RewritingDispatcher cannot be invoked without 'new'");
   }
-
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return this.inner.dispatch(options, new RewritingHandler(handler, this.options));
-  }
-
-  override close(): Promise<void>;
-  override close(callback: () => void): void;
-  override close(callback?: () => void): Promise<void> | void {
-    // The inner dispatcher is shared: closing one request's wrapper does not close it.
-    if (callback) callback();
-    else return Promise.resolve();
-  }
-
-  override destroy(): Promise<void>;
-  override destroy(err: Error | null): Promise<void>;
-  override destroy(callback: () => void): void;
-  override destroy(err: Error | null, callback: () => void): void;
-  override destroy(a?: unknown, b?: unknown): Promise<void> | void {
-    const callback = typeof a === "function" ? a : typeof b === "function" ? b : undefined;
-    if (callback) (callback as () => void)();
-    else return Promise.resolve();
-  }
-}
+  const Impl = rewritingDispatcherClass();
+  return new Impl(inner, options);
+} as unknown as RewritingDispatcherConstructor;
+Object.defineProperty(RewritingDispatcher, Symbol.hasInstance, {
+  value: (value: unknown): boolean => rewritingClass !== undefined && value instanceof rewritingClass,
+});
 
 /** `new RewritingDispatcher(dispatcher, options)`. */
 export function rewritingDispatcher(dispatcher: Dispatcher, options: RewritingOptions): Dispatcher {
