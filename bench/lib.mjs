@@ -107,6 +107,24 @@ function rssKiB(pid) {
   }
 }
 
+/**
+ * CPU time (user + system) used so far by a process, its threads and its child processes that are
+ * still running (workers), in microseconds; NaN when the process is gone.
+ */
+export function cpuMicros(pid) {
+  let ticks = 0;
+  for (const p of treePids(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch {
+      if (p === pid) return Number.NaN;
+    }
+  }
+  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+}
+
 /** Samples the RSS of a process and its descendants every 100 ms; stop() returns the peak in MiB. */
 export function sampleRss(pid) {
   let peak = 0;

@@ -17,6 +17,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import {
+  cpuMicros,
   freePort,
   makeCerts,
   nodeBin,
@@ -155,14 +156,7 @@ function sampleMemory(pid) {
 }
 
 /** CPU seconds (user + system) used so far by a process. */
-function cpuSeconds(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
+const cpuSeconds = (pid) => (cpuMicros(pid) || 0) / 1e6;
 /** Runs `fn` and returns [its result, the CPU % of pid meanwhile]. */
 async function withCpu(pid, fn) {
   const c0 = pid ? cpuSeconds(pid) : 0;

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
+  cpuMicros,
   freePort,
   makeCerts,
   nodeBin,
@@ -115,18 +116,6 @@ const loads = [
   { name: "new-connection 2 KiB", path: "/api/v1/small", headers: ["Connection: close"] },
   { name: "new-connection 256 KiB", path: "/api/v1/large", headers: ["Connection: close"] },
 ];
-
-/** CPU time (user + system) of a process and its threads so far, in microseconds. */
-function cpuMicros(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
-    return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
-  } catch {
-    return Number.NaN;
-  }
-}
 
 const results = {};
 try {
