@@ -5,7 +5,7 @@
 // Usage: node bench/kubectl-proxy/run.mjs [--seconds 10] [--connections 32]
 //          [--only "kubectl proxy,kubectl-proxy"] [--proxy-args=--workers=1]
 // Results: bench/results/kubectl-proxy.md and .json. Needs kubectl, nginx, haproxy, wrk, openssl.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
