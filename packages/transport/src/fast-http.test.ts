@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FastForwardResult, FastHttpServer, UpstreamPool } from "./fast-http.js";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { type FastForwardResult, FastHttpServer, UpstreamConnection, UpstreamPool } from "./fast-http.js";
 import { buildUpstreamHeaders } from "./headers.js";
 import { serverCert, type TestCert } from "./l4.test-helpers.js";
 
@@ -127,10 +127,11 @@ interface Proxy {
   server: FastHttpServer;
 }
 
-async function startProxy(port: number): Promise<Proxy> {
+async function startProxy(port: number, tls?: { cert: string; key: string }): Promise<Proxy> {
   const pool = new UpstreamPool({ host: "127.0.0.1", port, target: `127.0.0.1:${port}` });
   const results: FastForwardResult[] = [];
   const server = new FastHttpServer({
+    ...(tls !== undefined ? { tls } : {}),
     maxHeaderBytes: 16 * 1024,
     onRequest: (conn, head) => {
       if (head.target === "/local") {
@@ -200,6 +201,52 @@ function exchange(
 
 const count = (s: string, sub: string) => s.split(sub).length - 1;
 
+/** sha256 of the /pattern body. */
+const PATTERN_DIGEST = (() => {
+  const expected = createHash("sha256");
+  for (let offset = 0; offset < PATTERN_BYTES; offset += 65536) expected.update(patternPiece(offset, 65536));
+  return expected.digest("hex");
+})();
+
+/**
+ * GET /pattern on a new connection, reading slowly (not at first, then pausing now and then, so
+ * that the proxy's writes back up); resolves with the body's sha256.
+ */
+function patternDigestThrough(connect: () => net.Socket): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect();
+    const hash = createHash("sha256");
+    let head = "";
+    let inBody = false;
+    let remaining = 0;
+    let reads = 0;
+    socket.on("data", (c: Buffer) => {
+      let chunk = c;
+      if (!inBody) {
+        head += c.toString("latin1");
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        remaining = Number(/content-length: (\d+)/i.exec(head)?.[1]);
+        chunk = c.subarray(c.length - (head.length - end - 4));
+        inBody = true;
+      }
+      hash.update(chunk);
+      remaining -= chunk.length;
+      if (remaining <= 0) {
+        socket.destroy();
+        resolve(hash.digest("hex"));
+      } else if (++reads % 8 === 0) {
+        socket.pause();
+        setTimeout(() => socket.resume(), 30);
+      }
+    });
+    socket.on("error", reject);
+    socket.write("GET /pattern HTTP/1.1\r\nHost: x\r\n\r\n");
+    socket.pause();
+    setTimeout(() => socket.resume(), 400);
+  });
+}
+
 describe("fast HTTP path", () => {
   let proxy: Proxy;
   beforeAll(async () => {
@@ -240,44 +287,7 @@ describe("fast HTTP path", () => {
   });
 
   it("relays a large body intact to a slow reader (the reused read buffer is never overwritten)", async () => {
-    const expected = createHash("sha256");
-    for (let offset = 0; offset < PATTERN_BYTES; offset += 65536)
-      expected.update(patternPiece(offset, 65536));
-    const digest = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(proxy.port, "127.0.0.1");
-      const hash = createHash("sha256");
-      let head = "";
-      let inBody = false;
-      let remaining = 0;
-      let reads = 0;
-      socket.on("data", (c: Buffer) => {
-        let chunk = c;
-        if (!inBody) {
-          head += c.toString("latin1");
-          const end = head.indexOf("\r\n\r\n");
-          if (end < 0) return;
-          remaining = Number(/content-length: (\d+)/i.exec(head)?.[1]);
-          chunk = c.subarray(c.length - (head.length - end - 4));
-          inBody = true;
-        }
-        hash.update(chunk);
-        remaining -= chunk.length;
-        if (remaining <= 0) {
-          socket.destroy();
-          resolve(hash.digest("hex"));
-        } else if (++reads % 8 === 0) {
-          // read slowly now and then, so that the proxy's writes to us back up
-          socket.pause();
-          setTimeout(() => socket.resume(), 30);
-        }
-      });
-      socket.on("error", reject);
-      socket.write("GET /pattern HTTP/1.1\r\nHost: x\r\n\r\n");
-      // do not read at first: the kernel buffers fill and the proxy's writes start to queue
-      socket.pause();
-      setTimeout(() => socket.resume(), 400);
-    });
-    expect(digest).toBe(expected.digest("hex"));
+    expect(await patternDigestThrough(() => net.connect(proxy.port, "127.0.0.1"))).toBe(PATTERN_DIGEST);
   });
 
   it("de-chunks for an HTTP/1.0 client and closes its connection", async () => {
@@ -628,6 +638,46 @@ describe("fast HTTP path over TLS", () => {
     await new Promise((r) => socket.once("close", r));
     expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(text).toContain("hello over tls");
+  });
+
+  it("relays a large body intact to a slow TLS reader", async () => {
+    const tlsProxy = await startProxy(upstreamPort, cert);
+    const digest = await patternDigestThrough(() =>
+      tls.connect({ port: tlsProxy.port, host: "127.0.0.1", servername: "localhost", ca: cert.ca }),
+    );
+    expect(digest).toBe(PATTERN_DIGEST);
+  });
+
+  it("copies small answers for a TLS client instead of giving up the upstream read buffer", async () => {
+    // A TLS write completes on a later turn: writing straight from the read buffer would cost the
+    // upstream connection a fresh 64 KiB buffer per response.
+    const tlsProxy = await startProxy(upstreamPort, cert);
+    const retain = vi.spyOn(UpstreamConnection.prototype, "retain");
+    try {
+      const socket = tls.connect({
+        port: tlsProxy.port,
+        host: "127.0.0.1",
+        servername: "localhost",
+        ca: cert.ca,
+      });
+      let text = "";
+      const answers = new Promise<void>((resolve, reject) => {
+        socket.on("data", (c: Buffer) => {
+          text += c.toString("latin1");
+          if (count(text, '"bytes"') === 20) resolve();
+        });
+        socket.on("error", reject);
+      });
+      for (let n = 0; n < 20; n++) socket.write(`GET /echo?n=${n} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await answers;
+      socket.destroy();
+      expect([...text.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1])).toEqual(
+        Array.from({ length: 20 }, (_, n) => `/echo?n=${n}`),
+      );
+      expect(retain).not.toHaveBeenCalled();
+    } finally {
+      retain.mockRestore();
+    }
   });
 
   it("drops connections still in their handshake when closing, so close() completes", async () => {

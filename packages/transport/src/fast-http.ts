@@ -83,6 +83,8 @@ interface UpstreamOwner {
 
 /** Bytes of an upstream connection's reusable read buffer. */
 const READ_BUFFER_BYTES = 64 * 1024;
+/** Pieces of a read written to a TLS client up to this size are copied (see FastConnection). */
+const COPY_WRITE_LIMIT = 16 * 1024;
 
 /**
  * One connection to the upstream; its listeners stay for its whole life and call the current
@@ -444,6 +446,14 @@ export class FastConnection implements UpstreamOwner {
   private gunzip: Gunzip | undefined;
   /** A decompressor saw bytes of the current read (it may still hold them after it ended). */
   private gunzipUsed = false;
+  /** A write of the current read's bytes (not a copy) was handed to the client socket. */
+  private wroteReadBuffer = false;
+  /**
+   * TLS clients: a write completes only after a later turn of the event loop, so writing a piece
+   * of the upstream connection's reusable read buffer would cost that connection a new 64 KiB
+   * buffer on each response. Pieces up to COPY_WRITE_LIMIT are copied instead.
+   */
+  private readonly copySmallWrites: boolean;
   private error: KproxyError | undefined;
   /** A response body being buffered for a ResponseBodyRewrite. */
   private collect:
@@ -473,6 +483,7 @@ export class FastConnection implements UpstreamOwner {
         : ip.startsWith("::ffff:") && ip.includes(".")
           ? ip.slice(7)
           : ip;
+    this.copySmallWrites = socket instanceof tls.TLSSocket;
     socket.on("data", (chunk: Buffer) => this.onClientData(chunk));
     socket.on("end", () => this.onClientEnd());
     socket.on("error", () => {});
@@ -902,8 +913,9 @@ export class FastConnection implements UpstreamOwner {
     client.uncork();
     // `chunk` lives in the upstream connection's read buffer: if a write still refers to it (or
     // a decompressor got it), the next read must go elsewhere.
-    const retained = client.writableLength > 0 || this.gunzipUsed;
+    const retained = (this.wroteReadBuffer && client.writableLength > 0) || this.gunzipUsed;
     this.gunzipUsed = false;
+    this.wroteReadBuffer = false;
     if (retained && up !== undefined) up.retain();
   }
 
@@ -1093,6 +1105,11 @@ export class FastConnection implements UpstreamOwner {
   private writeOut(b: Buffer): boolean {
     if (b.length === 0) return true;
     const s = this.socket;
+    if (this.copySmallWrites && b.length <= COPY_WRITE_LIMIT) {
+      const copy = Buffer.allocUnsafe(b.length);
+      b.copy(copy);
+      b = copy;
+    } else this.wroteReadBuffer = true;
     if (this.chunkOut) {
       s.cork();
       s.write(`${b.length.toString(16)}\r\n`, "latin1");
