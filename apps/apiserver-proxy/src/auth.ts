@@ -157,7 +157,11 @@ export class TtlCache<V> {
 
   clear(): void {
     this.entries.clear();
+    this.generation++;
   }
+
+  /** Counts clear() calls: a copy of an entry made outside the cache is stale once this changes. */
+  generation = 0;
 }
 
 function stringArray(v: unknown): string[] {
@@ -184,10 +188,21 @@ const FAILURE_TTL_MS = 10_000;
 /** x509 client certificates first, then bearer tokens (TokenReview), as the API server's union authenticator. */
 export class Authenticator {
   private readonly certUsers = new WeakMap<object, UserInfo | null>();
+  /**
+   * Per connection, the last token and its cached answer: a client sends the same token on every
+   * request of a connection, and this spares hashing it each time. It keeps the token in memory as
+   * long as the connection that carries it.
+   */
+  private readonly lastToken = new WeakMap<
+    object,
+    { token: string; user: UserInfo | null; expiresMs: number; generation: number }
+  >();
+  private readonly clock: Clock;
   readonly tokens: TtlCache<UserInfo | null>;
 
   constructor(private readonly options: AuthenticatorOptions) {
-    this.tokens = new TtlCache(options.clock ?? systemClock);
+    this.clock = options.clock ?? systemClock;
+    this.tokens = new TtlCache(this.clock);
   }
 
   /** The user, or undefined (401). Rejects with REVIEW_FAILED when the TokenReview itself failed. */
@@ -200,8 +215,26 @@ export class Authenticator {
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
       if (m === null) return undefined;
-      const result = this.tokenUser(m[1] as string);
-      return result instanceof Promise ? result.then((u) => u ?? undefined) : (result ?? undefined);
+      const token = m[1] as string;
+      const conn = typeof req.socket === "object" && req.socket !== null ? req.socket : undefined;
+      const last = conn !== undefined ? this.lastToken.get(conn) : undefined;
+      if (
+        last !== undefined &&
+        last.token === token &&
+        last.expiresMs > this.clock.now() &&
+        last.generation === this.tokens.generation
+      )
+        return last.user ?? undefined;
+      const result = this.tokenUser(token);
+      if (result instanceof Promise) return result.then((u) => u ?? undefined);
+      if (conn !== undefined)
+        this.lastToken.set(conn, {
+          token,
+          user: result,
+          expiresMs: this.tokens.lastHitExpiresMs,
+          generation: this.tokens.generation,
+        });
+      return result ?? undefined;
     }
     if (this.options.anonymous) return { username: "system:anonymous", groups: ["system:unauthenticated"] };
     return undefined;
@@ -227,7 +260,7 @@ export class Authenticator {
   }
 
   private tokenUser(token: string): UserInfo | null | Promise<UserInfo | null> {
-    // The cache is keyed by a hash: tokens are not kept in memory longer than a request.
+    // The cache is keyed by a hash: the cache itself does not keep tokens.
     const key = createHash("sha256").update(token).digest("base64");
     return this.tokens.get(
       key,

@@ -64,6 +64,56 @@ describe("review caches", () => {
     expect(count() - start).toBe(4);
   });
 
+  it("answers a connection's repeated token from its own memo, never for another token, only until the cache entry expires", async () => {
+    const clock = new ManualClock(1_000_000);
+    let revoked = false;
+    api.setTokenReview((token) =>
+      token === "good" && !revoked
+        ? { authenticated: true, user: { username: "g", groups: [] } }
+        : token === "other"
+          ? { authenticated: true, user: { username: "o", groups: [] } }
+          : { authenticated: false },
+    );
+    const authn = new Authenticator({
+      connection,
+      tokenTtlMs: 30_000,
+      anonymous: false,
+      clientCertificates: false,
+      clock,
+    });
+    const socket = {}; // one client connection
+    const req = (token: string) =>
+      ({ headers: { authorization: `Bearer ${token}` }, socket }) as unknown as IncomingMessage;
+    const name = async (token: string) => (await authn.authenticate(req(token)))?.username;
+    const start = api.reviewCounts.tokenReviews;
+    const reviews = () => api.reviewCounts.tokenReviews - start;
+    expect(await name("good")).toBe("g");
+    expect(await name("good")).toBe("g");
+    expect(reviews()).toBe(1);
+    // Another token on the same connection is reviewed, and does not answer for the first.
+    expect(await name("other")).toBe("o");
+    expect(await name("bad")).toBeUndefined();
+    expect(await name("good")).toBe("g");
+    expect(reviews()).toBe(3);
+    // Revoked: still the cached answer until the entry expires, then the new answer.
+    revoked = true;
+    clock.advance(29_000);
+    expect(await name("good")).toBe("g");
+    expect(reviews()).toBe(3);
+    clock.advance(2_000);
+    expect(await name("good")).toBeUndefined();
+    expect(reviews()).toBe(4);
+    // A cleared cache is not bypassed by the memo.
+    revoked = false;
+    clock.advance(11_000); // past the failure TTL
+    expect(await name("good")).toBe("g");
+    expect(await name("good")).toBe("g");
+    const before = reviews();
+    authn.tokens.clear();
+    expect(await name("good")).toBe("g");
+    expect(reviews()).toBe(before + 1);
+  });
+
   it("makes concurrent identical TokenReviews once and caches them for the token TTL", async () => {
     const clock = new ManualClock(1_000_000);
     api.setTokenReview((token) =>

@@ -59,6 +59,11 @@ describe("MetricsRegistry (text exposition 0.0.4)", () => {
     expect(() => r.histogram("h", "x", { labelNames: ["le"] })).toThrow(/invalid label name "le"/);
     const c = r.counter("c_total", "x", ["a"]);
     expect(() => c.inc({ b: "1" })).toThrow(/takes labels \{a\}/);
+    c.inc({ a: "1" });
+    // Also once the series exists: an extra or a missing label is an error, not that series.
+    expect(() => c.inc({ a: "1", b: "2" })).toThrow(/takes labels \{a\}, got \{a, b\}/);
+    expect(() => c.inc()).toThrow(/takes labels \{a\}/);
+    expect(c.get({ a: "1" })).toBe(1);
     expect(() => c.inc({ a: "1" }, -1)).toThrow(/only increase/);
     expect(r.counter("c_total", "x", ["a"])).toBe(c);
     expect(() => r.gauge("c_total", "x", ["a"])).toThrow(/already registered/);

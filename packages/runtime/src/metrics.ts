@@ -80,11 +80,27 @@ abstract class Metric<S, C> {
     return this.labelNames.map((n) => String(given[n]));
   }
 
+  /** The series key of these labels, or undefined when they are not exactly the label names. */
+  private keyOf(labels: Labels | undefined): string | undefined {
+    const names = this.labelNames;
+    let given = 0;
+    if (labels !== undefined) for (const _ in labels) given++;
+    if (given !== names.length) return undefined;
+    let key = "";
+    for (let i = 0; i < names.length; i++) {
+      const v = (labels as Labels)[names[i] as string];
+      if (v === undefined) return undefined;
+      key = i === 0 ? String(v) : `${key}\u0000${String(v)}`;
+    }
+    return key;
+  }
+
   protected state(labels: Labels | undefined): S {
-    const values = this.valuesOf(labels);
-    const key = values.join("\u0000");
+    // Called for every update: no arrays, one string (the series key) on the way to a hit.
+    const key = this.keyOf(labels) ?? this.valuesOf(labels).join("\u0000");
     let s = this.series.get(key);
     if (s === undefined) {
+      const values = this.valuesOf(labels);
       const text =
         values.length === 0
           ? ""
