@@ -2,7 +2,7 @@ import type { FlagValues } from "@kproxy/core";
 import { parseFlags } from "@kproxy/runtime";
 import { describe, expect, it } from "vitest";
 import { ALL_FLAGS, configFromFlags } from "./config.js";
-import { hasDryRun, parseProxyPath, pathPrepend, verbOf } from "./paths.js";
+import { hasDryRun, parseProxyPath, parseProxyPathCached, pathPrepend, verbOf } from "./paths.js";
 
 function parsed(url: string) {
   const p = parseProxyPath(url);
@@ -48,6 +48,26 @@ describe("parseProxyPath (upstream's getRequestOptions + JoinPreservingTrailingS
       status: 404,
     });
     expect(parseProxyPath("/api/v1/namespaces/ns/services/s/proxy/%zz")).toEqual({ ok: false, status: 400 });
+  });
+
+  it("remembers parses with the same answers, also after many distinct targets", () => {
+    const urls = [
+      "/api/v1/namespaces/ns/services/https:web:443/proxy/a/b?x=1",
+      "/api/v1/namespaces/ns/services/s/proxy/a//b/../c/",
+      "/api/v1/namespaces/ns/services/s/proxy",
+      "/api/v1/nodes/n1:10250/proxy/metrics",
+      "/api/v1/namespaces/ns/services/s/proxy/%zz",
+      "/apis/apps/v1/deployments",
+    ];
+    for (const url of urls) {
+      const first = parseProxyPathCached(url);
+      expect(first).toEqual(parseProxyPath(url));
+      expect(parseProxyPathCached(url)).toBe(first);
+    }
+    // Many distinct targets (a scan): the memory is emptied when full, and answers stay right.
+    for (let i = 0; i < 10_000; i++) parseProxyPathCached(`/api/v1/namespaces/ns/services/s${i}/proxy/`);
+    const again = parseProxyPathCached(urls[0] as string);
+    expect(again).toEqual(parseProxyPath(urls[0] as string));
   });
 
   it("computes PathPrepend, the RBAC verb and the dryRun check", () => {

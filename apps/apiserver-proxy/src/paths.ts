@@ -46,6 +46,23 @@ function decodePath(raw: string): string | undefined {
   }
 }
 
+const PARSED_CACHE_SIZE = 4096;
+const parsedCache = new Map<string, ParsedPath>();
+
+/**
+ * parseProxyPath, remembered for the last few thousand request targets (clients repeat theirs;
+ * the results are never modified).
+ */
+export function parseProxyPathCached(url: string): ParsedPath {
+  let parsed = parsedCache.get(url);
+  if (parsed === undefined) {
+    parsed = parseProxyPath(url);
+    if (parsedCache.size >= PARSED_CACHE_SIZE) parsedCache.clear();
+    parsedCache.set(url, parsed);
+  }
+  return parsed;
+}
+
 /** Parses a request target (`req.url`). Not a proxy URL: 404; undecodable path: 400. */
 export function parseProxyPath(url: string): ParsedPath {
   const q = url.indexOf("?");

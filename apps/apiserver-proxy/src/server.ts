@@ -43,7 +43,14 @@ import {
   type UserInfo,
 } from "./auth.js";
 import type { ProxyMetrics } from "./metrics.js";
-import { hasDryRun, PROXY_METHODS, type ProxyRequest, parseProxyPath, pathPrepend, verbOf } from "./paths.js";
+import {
+  hasDryRun,
+  PROXY_METHODS,
+  type ProxyRequest,
+  parseProxyPathCached,
+  pathPrepend,
+  verbOf,
+} from "./paths.js";
 import {
   failure,
   type KubeStatus,
@@ -292,7 +299,7 @@ export class ProxyServer {
     reject: (status: KubeStatus, user: string, kind: string) => void,
   ): Promise<Admitted | undefined> {
     const method = req.method;
-    const parsed = parseProxyPath(req.url);
+    const parsed = parseProxyPathCached(req.url);
     if (!parsed.ok) {
       reject(
         parsed.status === 400 ? failure(400, "BadRequest", "malformed request path") : NOT_FOUND,
