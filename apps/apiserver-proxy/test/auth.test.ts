@@ -64,6 +64,10 @@ describe("review caches", () => {
     expect(count() - start).toBe(4);
   });
 
+  /** Bearer tokens only, answers cached for 30 s. */
+  const tokenAuthenticator = (clock: ManualClock) =>
+    new Authenticator({ connection, tokenTtlMs: 30_000, anonymous: false, clientCertificates: false, clock });
+
   it("answers a connection's repeated token from its own memo, never for another token, only until the cache entry expires", async () => {
     const clock = new ManualClock(1_000_000);
     let revoked = false;
@@ -74,13 +78,7 @@ describe("review caches", () => {
           ? { authenticated: true, user: { username: "o", groups: [] } }
           : { authenticated: false },
     );
-    const authn = new Authenticator({
-      connection,
-      tokenTtlMs: 30_000,
-      anonymous: false,
-      clientCertificates: false,
-      clock,
-    });
+    const authn = tokenAuthenticator(clock);
     const socket = {}; // one client connection
     const req = (token: string) =>
       ({ headers: { authorization: `Bearer ${token}` }, socket }) as unknown as IncomingMessage;
@@ -121,13 +119,7 @@ describe("review caches", () => {
         ? { authenticated: true, user: { username: "g", groups: ["x"] } }
         : { authenticated: false },
     );
-    const authn = new Authenticator({
-      connection,
-      tokenTtlMs: 30_000,
-      anonymous: false,
-      clientCertificates: false,
-      clock,
-    });
+    const authn = tokenAuthenticator(clock);
     const req = (token: string) =>
       ({ headers: { authorization: `Bearer ${token}` }, socket: {} }) as unknown as IncomingMessage;
     const start = api.reviewCounts.tokenReviews;
