@@ -93,8 +93,6 @@ export {
   mediaTypeOf,
   REWRITE_ERROR_CODES,
   type RewriteContext,
-  RewritingDispatcher,
-  type RewritingDispatcherConstructor,
   type RewritingOptions,
   rewriteHtmlBody,
   rewriteLink,

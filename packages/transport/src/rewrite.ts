@@ -7,7 +7,7 @@
  * works with `forwardHttp` unchanged: headers are rewritten as they arrive, `text/html` bodies are
  * buffered (up to `maxHtmlBytes`), rewritten and sent with an exact Content-Length.
  *
- * undici is loaded by the first `rewritingDispatcher()` / `new RewritingDispatcher()` only, so that
+ * undici is loaded by the first `rewritingDispatcher()` only, so that
  * importing @kproxy/transport does not cost a program on the lean path undici's memory.
  */
 import { createRequire } from "node:module";
@@ -314,21 +314,14 @@ class RewritingHandler implements Dispatcher.DispatchHandler {
   }
 }
 
-/** The constructor of RewritingDispatcher. */
-export interface RewritingDispatcherConstructor {
-  new (inner: Dispatcher, options: RewritingOptions): RewritingDispatcher;
-}
-
-/** An undici Dispatcher (made by RewritingDispatcher / rewritingDispatcher). */
-export type RewritingDispatcher = Dispatcher;
-
-let rewritingClass: RewritingDispatcherConstructor | undefined;
+type RewritingDispatcherClass = new (inner: Dispatcher, options: RewritingOptions) => Dispatcher;
+let rewritingClass: RewritingDispatcherClass | undefined;
 
 /** Defines the class on first use, on the one undici of the program (CommonJS: require and import share it). */
-function rewritingDispatcherClass(): RewritingDispatcherConstructor {
+function rewritingDispatcherClass(): RewritingDispatcherClass {
   if (rewritingClass !== undefined) return rewritingClass;
   const undici = createRequire(import.meta.url)("undici") as typeof import("undici");
-  class RewritingDispatcherImpl extends undici.Dispatcher {
+  class RewritingDispatcher extends undici.Dispatcher {
     constructor(
       private readonly inner: Dispatcher,
       private readonly options: RewritingOptions,
@@ -358,34 +351,16 @@ function rewritingDispatcherClass(): RewritingDispatcherConstructor {
       else return Promise.resolve();
     }
   }
-  Object.defineProperty(RewritingDispatcherImpl, "name", { value: "RewritingDispatcher" });
-  rewritingClass = RewritingDispatcherImpl;
+  rewritingClass = RewritingDispatcher;
   return rewritingClass;
 }
 
 /**
- * A dispatcher for one request that applies the rewriting transport to the response: CORS
- * headers removed, Location rewritten, text/html bodies (plain, gzip, raw deflate) rewritten.
- * Failures reach the handler's onResponseError with a KproxyError of REWRITE_ERROR_CODES.
- * An undici Dispatcher subclass, defined (and undici loaded) by the first `new`; `instanceof`
- * works. Not meant to be subclassed.
+ * A dispatcher (an undici Dispatcher) for one request that applies the rewriting transport to the
+ * response around `dispatcher`: CORS headers removed, Location rewritten, text/html bodies (plain,
+ * gzip, raw deflate) rewritten. Failures reach the handler's onResponseError with a KproxyError of
+ * REWRITE_ERROR_CODES. undici is loaded by the first call.
  */
-export const RewritingDispatcher: RewritingDispatcherConstructor = function RewritingDispatcher(
-  this: unknown,
-  inner: Dispatcher,
-  options: RewritingOptions,
-): RewritingDispatcher {
-  if (new.target === undefined) {
-    throw new TypeError("Class constructor RewritingDispatcher cannot be invoked without 'new'");
-  }
-  const Impl = rewritingDispatcherClass();
-  return new Impl(inner, options);
-} as unknown as RewritingDispatcherConstructor;
-Object.defineProperty(RewritingDispatcher, Symbol.hasInstance, {
-  value: (value: unknown): boolean => rewritingClass !== undefined && value instanceof rewritingClass,
-});
-
-/** `new RewritingDispatcher(dispatcher, options)`. */
 export function rewritingDispatcher(dispatcher: Dispatcher, options: RewritingOptions): Dispatcher {
-  return new RewritingDispatcher(dispatcher, options);
+  return new (rewritingDispatcherClass())(dispatcher, options);
 }
