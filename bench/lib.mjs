@@ -189,6 +189,17 @@ export function runWrk(url, { threads = 1, connections = 32, seconds = 10, heade
   });
 }
 
+/**
+ * Node and its arguments to run an app's built binary as its shebang line does, e.g.
+ * `#!/usr/bin/env -S node --max-semi-space-size=2` → [node, ["--max-semi-space-size=2", cliPath]].
+ */
+export function binCommand(cliPath) {
+  const first = readFileSync(cliPath, "utf8").split("\n")[0] ?? "";
+  const shebang = /^#!\S*env -S (\S+)(.*)$/.exec(first);
+  const nodeFlags = shebang ? shebang[2].trim().split(/\s+/).filter(Boolean) : [];
+  return [nodeBin(), [...nodeFlags, cliPath]];
+}
+
 export function nodeBin() {
   return process.execPath;
 }

@@ -15,6 +15,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
+  binCommand,
   cpuMicros,
   freePort,
   makeCerts,
@@ -176,8 +177,10 @@ backend b_${ep.id}
   const proxies = [];
   for (const workers of [1, 2]) {
     const port = await freePort();
-    const proc = startProcess(nodeBin(), [
-      join(root, "apps/apiserver-proxy/dist/cli.js"),
+    // As its binary runs (`apiserver-proxy …`: the shebang line of dist/cli.js, with its Node flags).
+    const [node, cli] = binCommand(join(root, "apps/apiserver-proxy/dist/cli.js"));
+    const proc = startProcess(node, [
+      ...cli,
       `--kubeconfig=${join(work, "kubeconfig")}`,
       `--tls-cert-file=${certs.cert}`,
       `--tls-private-key-file=${certs.key}`,

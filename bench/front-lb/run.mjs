@@ -17,10 +17,10 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import {
+  binCommand,
   cpuMicros,
   freePort,
   makeCerts,
-  nodeBin,
   runWrk,
   startNginx,
   startProcess,
@@ -120,10 +120,8 @@ backend bulk
 `,
 );
 // front-lb runs as its binary does (`front-lb …`: the shebang line of dist/cli.js, with its Node flags).
-const cliPath = join(root, "apps/front-lb/dist/cli.js");
-const shebang = /^#!\S*env -S (\S+)(.*)$/m.exec(readFileSync(cliPath, "utf8").split("\n")[0] ?? "");
-const nodeFlags = shebang ? shebang[2].trim().split(/\s+/).filter(Boolean) : [];
-const frontLb = startProcess(nodeBin(), [...nodeFlags, cliPath, "--config", join(work, "front-lb.yaml")], {
+const [node, frontLbArgs] = binCommand(join(root, "apps/front-lb/dist/cli.js"));
+const frontLb = startProcess(node, [...frontLbArgs, "--config", join(work, "front-lb.yaml")], {
   logFile: join(work, "front-lb.log"),
 });
 const haproxy = startProcess("haproxy", ["-f", join(work, "haproxy.cfg"), "-db"], {
