@@ -1359,7 +1359,8 @@ export class FastHttpServer {
         raw.once("close", () => this.handshaking.delete(raw));
       });
       server.on("secureConnection", (socket: tls.TLSSocket) => {
-        this.handshaking.delete((socket as unknown as { _parent?: net.Socket })._parent as net.Socket);
+        const raw = (socket as unknown as { _parent?: unknown })._parent;
+        if (raw instanceof net.Socket) this.handshaking.delete(raw);
         socket.allowHalfOpen = true;
         this.accept(socket);
       });
@@ -1408,9 +1409,6 @@ export class FastHttpServer {
   /** From now on, connections close after their current request; idle ones close now. */
   startClosing(): void {
     this.closingFlag = true;
-    // A connection still in its TLS handshake has no request yet: it would be refused in accept().
-    for (const raw of this.handshaking) raw.destroy();
-    this.handshaking.clear();
     this.closeIdle();
   }
 
@@ -1419,6 +1417,9 @@ export class FastHttpServer {
   }
 
   closeAll(): void {
+    // Connections still in their TLS handshake (they would be refused in accept() anyway). Only
+    // here, where every connection goes: `_parent` (how an established one leaves this set early)
+    // is Node's, not a public API.
     for (const raw of this.handshaking) raw.destroy();
     this.handshaking.clear();
     for (const c of this.connections) c.kill();
