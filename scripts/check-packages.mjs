@@ -2,40 +2,26 @@
 // Packaging check (npm run check:packages): packs every published workspace package, lints the
 // packed result with publint and @arethetypeswrong/cli, installs all tarballs into an empty
 // temporary project, imports each library and runs each binary's --help. Fails on any problem.
-import { spawnSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+// Private workspaces (sandbox, e2e) are not published and not checked.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import {
+  installTarballs,
+  listWorkspaces,
+  packPackage,
+  ROOT as root,
+  run,
+  runBinHelp,
+} from "./lib/packages.mjs";
 
-const root = resolve(import.meta.dirname, "..");
 const problems = [];
 const fail = (pkg, what) => {
   problems.push(`${pkg}: ${what}`);
   console.error(`  FAIL ${what}`);
 };
-const run = (cmd, args, opts = {}) =>
-  spawnSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...opts });
 
-const packages = [];
-for (const group of ["packages", "apps"]) {
-  const dir = join(root, group);
-  if (!existsSync(dir)) continue;
-  for (const name of readdirSync(dir).sort()) {
-    const pj = join(dir, name, "package.json");
-    if (!existsSync(pj)) continue;
-    const manifest = JSON.parse(readFileSync(pj, "utf8"));
-    if (manifest.private) continue;
-    packages.push({ dir: join(dir, name), manifest });
-  }
-}
+const packages = listWorkspaces(root).filter((w) => !w.manifest.private);
 const only = process.argv.slice(2);
 if (only.length > 0)
   packages.splice(0, packages.length, ...packages.filter((p) => only.includes(p.manifest.name)));
@@ -56,16 +42,16 @@ try {
       fail(name, "README.md has no example code block");
     if (!existsSync(join(dir, "dist"))) fail(name, "not built (no dist/): run npm run build first");
 
-    const packed = run("npm", ["pack", "--json", "--pack-destination", work], { cwd: dir });
-    if (packed.status !== 0) {
-      fail(name, `npm pack failed: ${packed.stderr.trim()}`);
+    let packed;
+    try {
+      packed = packPackage(dir, work);
+    } catch (error) {
+      fail(name, error.message);
       continue;
     }
-    const info = JSON.parse(packed.stdout)[0];
-    const tarball = join(work, info.filename);
+    const { tarball, files } = packed;
     tarballs.push(tarball);
-    const files = info.files.map((f) => f.path);
-    console.log(`  packed ${info.filename} (${files.length} files, ${info.size} bytes)`);
+    console.log(`  packed ${packed.filename} (${files.length} files, ${packed.size} bytes)`);
     if (files.some((f) => f.startsWith("src/") || f.endsWith(".test.js")))
       fail(name, "tarball contains sources or tests");
 
@@ -84,13 +70,9 @@ try {
 
   console.log("\ninstalling every tarball into an empty project");
   const app = join(work, "consumer");
-  mkdirSync(app);
-  writeFileSync(
-    join(app, "package.json"),
-    JSON.stringify({ name: "consumer", private: true, type: "module" }),
-  );
-  const install = run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...tarballs], {
-    cwd: app,
+  const install = installTarballs(app, tarballs, {
+    manifest: { name: "consumer", private: true, type: "module" },
+    npmArgs: ["--prefer-offline"],
   });
   if (install.status !== 0) {
     fail("install", install.stderr.trim());
@@ -111,9 +93,8 @@ try {
         else console.log(`${name}: import ok (${probe.stdout.trim()})`);
       }
       for (const bin of Object.keys(manifest.bin ?? {})) {
-        const help = run(join(app, "node_modules", ".bin", bin), ["--help"], { cwd: app, timeout: 30_000 });
-        if (help.status !== 0 || !/usage|options/i.test(help.stdout + help.stderr))
-          fail(name, `${bin} --help exited ${help.status}: ${help.stderr.trim()}`);
+        const help = runBinHelp(app, bin);
+        if (!help.ok) fail(name, `${bin} --help exited ${help.status}: ${help.stderr.trim()}`);
         else console.log(`${name}: ${bin} --help ok`);
       }
     }
