@@ -1,3 +1,5 @@
+export type { FreshNodeOptions } from "./fresh-node.js";
+export { runInFreshNode } from "./fresh-node.js";
 export type { KubeconfigOptions } from "./kubeconfig.js";
 export { applyJsonPatch, applyMergePatch, applyStrategicMergePatch } from "./patch.js";
 export type { CertificateAuthority, ClientCertOptions, KeyPair, ServerCertOptions } from "./pki.js";

@@ -1,4 +1,4 @@
-import { Agent, fetch } from "undici";
+import { Agent, fetch, type RequestInit } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestApiServer } from "../src/index.js";
 
@@ -57,7 +57,7 @@ describe("TestApiServer replicas", () => {
   });
 
   it("lists both servers in default/kubernetes", () => {
-    const slice = primary.get("discovery.k8s.io/v1", "EndpointSlice", "default", "kubernetes") as {
+    const slice = primary.get("discovery.k8s.io/v1", "EndpointSlice", "default", "kubernetes") as unknown as {
       endpoints: { addresses: string[] }[];
       ports: { port: number }[];
     };

@@ -1,7 +1,6 @@
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { runInFreshNode } from "@kproxy/testkit";
 import { describe, expect, it } from "vitest";
 
 const DIST = new URL("../dist/index.js", import.meta.url);
@@ -11,28 +10,17 @@ const DIST = new URL("../dist/index.js", import.meta.url);
  * require), imports the package and uses its lean parts, then makes a rewriting dispatcher.
  */
 const CHILD = `
-import { createRequire, registerHooks } from "node:module";
-const seen = new Set();
-registerHooks({
-  load(url, context, next) {
-    if (url.includes("/node_modules/undici/")) seen.add(url);
-    return next(url, context);
-  },
-});
-const require = createRequire(process.env.KPROXY_DIST);
-const undiciLoaded = () =>
-  seen.size > 0 || Object.keys(require.cache).some((k) => k.replaceAll("\\\\", "/").includes("/node_modules/undici/"));
-const t = await import(process.env.KPROXY_DIST);
-const steps = { imported: undiciLoaded() };
+const t = await import(ENTRY);
+const steps = { imported: watchedLoaded() };
 const pool = new t.UpstreamPool({ host: "127.0.0.1", port: 9, target: "127.0.0.1:9" });
 t.buildUpstreamHeaders(["Host", "x", "Connection", "close"], "GET", {});
 t.rewriteLocation("http://backend:80/a", { pathPrepend: "/p", backendHost: "backend:80", requestHost: "h" });
 t.isDirectDispatcher({});
-steps.used = undiciLoaded();
+steps.used = watchedLoaded();
 const dispatched = [];
 const inner = { dispatch: (opts, handler) => (dispatched.push([opts.path, typeof handler.onResponseStart]), true) };
 const d = t.rewritingDispatcher(inner, { context: { pathPrepend: "/p", backendHost: "b:80", requestHost: "h" } });
-steps.constructed = undiciLoaded();
+steps.constructed = watchedLoaded();
 const undici = require("undici");
 steps.isUndiciDispatcher = d instanceof undici.Dispatcher;
 steps.name = d.constructor.name;
@@ -45,11 +33,8 @@ console.log(JSON.stringify(steps));
 describe("undici is loaded lazily", () => {
   it("importing @kproxy/transport does not load it; the first rewritingDispatcher() does", async () => {
     expect(existsSync(fileURLToPath(DIST)), "build @kproxy/transport first (dist/index.js)").toBe(true);
-    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", CHILD], {
-      env: { ...process.env, KPROXY_DIST: DIST.href, NODE_OPTIONS: "" },
-      timeout: 60_000,
-    });
-    expect(JSON.parse(stdout.trim().split("\n").at(-1) ?? "")).toEqual({
+    const steps = await runInFreshNode(CHILD, { entry: DIST, watch: "/node_modules/undici/" });
+    expect(steps).toEqual({
       imported: false,
       used: false,
       constructed: true,
