@@ -405,15 +405,7 @@ export class ProxyServer {
       rejected = true;
       req.resume();
       sendStatus(res, status, head);
-      this.finish(info, {
-        status: status.code,
-        user,
-        kind,
-        started,
-        bytes: 0,
-        upgrade: false,
-        error: status.message,
-      });
+      this.finishRejected(info, started, status, user, kind);
     });
     if (admitted === undefined || rejected) return;
     const { request, user, target } = admitted;
@@ -616,15 +608,7 @@ export class ProxyServer {
     const admitted = await this.admit(info, (status, user, kind) => {
       rejected = true;
       respondStatus(c, status);
-      this.finish(info, {
-        status: status.code,
-        user,
-        kind,
-        started,
-        bytes: 0,
-        upgrade: false,
-        error: status.message,
-      });
+      this.finishRejected(info, started, status, user, kind);
       end();
     });
     if (admitted === undefined || rejected) return;
@@ -853,15 +837,7 @@ export class ProxyServer {
     const admitted = await this.admit(req, (status, user, kind) => {
       rejected = true;
       sendRawStatus(socket, status);
-      this.finish(req, {
-        status: status.code,
-        user,
-        kind,
-        started,
-        bytes: 0,
-        upgrade: true,
-        error: status.message,
-      });
+      this.finishRejected(req, started, status, user, kind, true);
     });
     if (admitted === undefined || rejected) return;
     const { request, user, target } = admitted;
@@ -935,6 +911,18 @@ export class ProxyServer {
   }
 
   // ------------------------------------------------------------------ accounting
+
+  /** Accounting of a request answered with a Status before it reached a target. */
+  private finishRejected(
+    req: RequestInfo,
+    started: number,
+    status: KubeStatus,
+    user: string,
+    kind: string,
+    upgrade = false,
+  ): void {
+    this.finish(req, { status: status.code, user, kind, started, bytes: 0, upgrade, error: status.message });
+  }
 
   private finish(
     req: RequestInfo,

@@ -1,6 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:https";
-import { connect, type Socket } from "node:net";
 import {
   type CertificateAuthority,
   createCertificateAuthority,
@@ -112,35 +110,4 @@ export async function metric(
     if (want.every((w) => inner.split(",").includes(w))) return Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return undefined;
-}
-
-/** A loopback port that never answers a SYN (a blocked listener with a full backlog). */
-export async function blackholePort(): Promise<{ port: number; close(): void }> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      "-e",
-      "const s=require('net').createServer().listen({port:0,host:'127.0.0.1',backlog:1},()=>{process.stdout.write(String(s.address().port)+'\\n');setTimeout(()=>Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,120000),50)});",
-    ],
-    { stdio: ["ignore", "pipe", "ignore"] },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once("exit", () => reject(new Error("blackhole child exited")));
-  });
-  await new Promise((r) => setTimeout(r, 200));
-  const fillers: Socket[] = [];
-  for (let i = 0; i < 4; i++) {
-    const s = connect(port, "127.0.0.1");
-    s.on("error", () => {});
-    fillers.push(s);
-  }
-  await new Promise((r) => setTimeout(r, 200));
-  return {
-    port,
-    close() {
-      for (const s of fillers) s.destroy();
-      child.kill("SIGKILL");
-    },
-  };
 }

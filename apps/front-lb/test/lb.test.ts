@@ -4,18 +4,11 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { blackholePort } from "@kproxy/testkit";
 import { encodeProxyV2, parseProxyHeader } from "@kproxy/transport";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type StartedFrontLb, startFrontLb } from "../src/index.js";
-import {
-  blackholePort,
-  type Cluster,
-  getVia,
-  kubeconfigVia,
-  metric,
-  startCluster,
-  waitFor,
-} from "./helpers.js";
+import { type Cluster, getVia, kubeconfigVia, metric, startCluster, waitFor } from "./helpers.js";
 
 const run = promisify(execFile);
 const KUBECTL = "/usr/bin/kubectl";

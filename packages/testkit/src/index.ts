@@ -1,3 +1,4 @@
+export { blackholePort } from "./blackhole.js";
 export type { FreshNodeOptions } from "./fresh-node.js";
 export { runInFreshNode } from "./fresh-node.js";
 export type { KubeconfigOptions } from "./kubeconfig.js";

@@ -1,9 +1,10 @@
 import { createServer as createHttp, type Server } from "node:http";
 import { createServer as createHttps } from "node:https";
 import { createServer as createTcp } from "node:net";
+import { blackholePort } from "@kproxy/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpProbe, tcpProbe } from "./index.js";
-import { blackholePort, serverCert } from "./l4.test-helpers.js";
+import { serverCert } from "./l4.test-helpers.js";
 
 const cert = await serverCert();
 

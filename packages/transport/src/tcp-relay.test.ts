@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { blackholePort } from "@kproxy/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   dialTcp,
@@ -10,7 +11,6 @@ import {
   type RelayStats,
   relayTcp,
 } from "./index.js";
-import { blackholePort } from "./l4.test-helpers.js";
 
 async function listen(server: Server): Promise<number> {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
